@@ -1,0 +1,56 @@
+"""The HTTP API: a Flask app that translates requests into calls on the task service."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from flask_cors import CORS
+
+from api import images, pages, system, tasks
+from api.context import EXTENSION
+from api.errors import JsonApi, register_domain_errors
+from taskqueue.service import TaskService
+
+__version__ = "0.1.0"
+
+
+class DefaultConfig:
+    API_TITLE = "mflux-server"
+    API_VERSION = __version__
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/"
+    OPENAPI_JSON_PATH = "openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "/swagger"
+    OPENAPI_SWAGGER_UI_URL = pages.SWAGGER_ASSETS
+    API_SPEC_OPTIONS = {
+        "info": {
+            "description": "Queue text-to-image tasks for one GPU and follow them: position, progress, forecast.",
+            "license": {"name": "Apache-2.0"},
+        }
+    }
+    MAX_CONTENT_LENGTH = 256 * 1024  # a prompt is a few kB; anything bigger is refused with 413
+    JSON_SORT_KEYS = False
+    MFLUX_VERSION = __version__
+    MFLUX_LIMITS = {"min_side": 64, "max_side": 2560, "max_steps": 100, "max_prompt_chars": 4000}
+    MFLUX_CORS_ORIGINS = "*"  # as the original: its web UI may be opened from a file or another host
+    MFLUX_API_KEY = None
+
+
+def create_app(config: Mapping[str, Any] | None = None, *, service: TaskService) -> Flask:
+    app = Flask(__name__)
+    app.config.from_object(DefaultConfig)
+    app.config.from_prefixed_env("MFLUX_SERVER")
+    if config:
+        app.config.update(config)
+    app.json.sort_keys = False
+    app.extensions[EXTENSION] = service
+
+    CORS(app, origins=app.config["MFLUX_CORS_ORIGINS"], expose_headers=["X-Total-Count", "Retry-After"])
+    api = JsonApi(app)
+    for blueprint in (tasks.blp, images.blp, system.blp):
+        api.register_blueprint(blueprint)
+    register_domain_errors(app)
+    app.register_blueprint(pages.blp)
+    return app

@@ -1,0 +1,24 @@
+"""The blueprint class every /api resource uses: JSON bodies are parsed whatever their Content-Type."""
+
+from __future__ import annotations
+
+from flask_smorest import Blueprint, abort
+from webargs.core import missing, parse_json
+from webargs.flaskparser import FlaskParser
+
+
+class LenientJsonParser(FlaskParser):
+    """Parse a JSON body whatever its Content-Type (curl -d sends form encoding by default)."""
+
+    def _raw_load_json(self, req):
+        data = req.get_data(cache=True)
+        if not data:
+            return missing
+        return parse_json(data)
+
+    def _handle_invalid_json_error(self, error, req, *args, **kwargs):
+        abort(400, message=f"Malformed JSON body: {error}", errors={"json": ["Malformed JSON body."]})
+
+
+class ApiBlueprint(Blueprint):
+    ARGUMENTS_PARSER = LenientJsonParser()

@@ -1,0 +1,55 @@
+"""Turn the queue's views of tasks into the JSON shapes the /api endpoints document."""
+
+from __future__ import annotations
+
+from taskqueue.service import TaskView
+
+
+def status_of(view: TaskView) -> dict:
+    task = view.task
+    progress = view.progress
+    return {
+        "task_id": task.id,
+        "status": task.status.value,
+        "pos": view.position or 0,
+        "wait_remaining": round(view.wait_remaining, 3),
+        "progress": {"step": progress.step, "steps": progress.steps} if progress else None,
+        "error": task.error,
+    }
+
+
+def task_of(view: TaskView) -> dict:
+    task, params = view.task, view.task.params
+    return status_of(view) | {
+        "prompt": params.prompt,
+        "negative_prompt": params.negative_prompt,
+        "seed": params.seed,
+        "width": params.width,
+        "height": params.height,
+        "steps": params.steps,
+        "guidance": params.guidance,
+        "format": task.output.format.value,
+        "quality": task.output.quality,
+        "priority": task.priority,
+        "engine": task.engine,
+        "demo": task.engine == "demo",
+        "start_time": task.submitted_at,
+        "compute_time": task.started_at,
+        "end_time": task.ended_at,
+        "attempts": task.attempts,
+    }
+
+
+def submission_of(view: TaskView) -> dict:
+    params = view.task.params
+    return {
+        "task_id": view.task.id,
+        "task_length": view.tasks_ahead,
+        "expected_time_seconds": round(view.wait_remaining, 3),
+        "status": view.task.status.value,
+        "seed": params.seed,
+        "width": params.width,
+        "height": params.height,
+        "steps": params.steps,
+        "guidance": params.guidance,
+    }

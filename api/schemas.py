@@ -1,0 +1,219 @@
+"""Request and response schemas of the /api endpoints: validation and documentation in one place."""
+
+from __future__ import annotations
+
+from flask import current_app
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from taskqueue.service import MAX_SEED, GenerationRequest
+from taskqueue.tasks import ImageFormat, TaskStatus
+
+
+class Seed(fields.Field):
+    """An integer or a string of digits (the original server took strings); -1, "" or null mean random."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and value.strip() in ("", "-1"):
+            return None
+        if isinstance(value, bool):
+            raise ValidationError("Must be an integer or a string of digits.")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if not isinstance(value, int):
+            raise ValidationError("Must be an integer or a string of digits.")
+        if value == -1:
+            return None
+        if not 0 <= value <= MAX_SEED:
+            raise ValidationError(f"Must be between 0 and {MAX_SEED}, or -1 for a random seed.")
+        return value
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value
+
+
+class Format(fields.String):
+    """JPEG, PNG or WEBP, in any case ("jpg" too)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        name = super()._deserialize(value, attr, data, **kwargs).strip().upper()
+        name = {"JPG": "JPEG"}.get(name, name)
+        try:
+            return ImageFormat(name)
+        except ValueError:
+            raise ValidationError("Must be one of JPEG, PNG, WEBP.") from None
+
+
+def limits() -> dict:
+    return current_app.config["MFLUX_LIMITS"]
+
+
+class GenerateRequestSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE  # the original web UI sends fields we do not use (e.g. "init_image": null)
+
+    prompt = fields.String(required=True, metadata={"description": "What to draw.", "example": "A lighthouse at dusk"})
+    negative_prompt = fields.String(
+        load_default=None, allow_none=True, metadata={"description": "For models that support it."}
+    )
+    seed = Seed(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Integer or digit string; absent, null or -1: random.", "example": 42},
+    )
+    width = fields.Integer(load_default=1024, metadata={"description": "Rounded down to a multiple of 16."})
+    height = fields.Integer(load_default=1024, metadata={"description": "Rounded down to a multiple of 16."})
+    steps = fields.Integer(
+        load_default=None, allow_none=True, metadata={"description": "Denoising steps; default per model."}
+    )
+    guidance = fields.Float(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(0.0, 30.0),
+        metadata={"description": "Guidance scale; default per model, ignored by models without it."},
+    )
+    format = Format(load_default=ImageFormat.JPEG, metadata={"enum": [f.value for f in ImageFormat]})
+    quality = fields.Integer(load_default=85, validate=validate.Range(1, 100), metadata={"description": "JPEG/WEBP."})
+    priority = fields.Boolean(load_default=False, metadata={"description": "Go ahead of every normal waiting task."})
+    init_image = fields.Raw(
+        load_default=None, allow_none=True, metadata={"description": "Image-to-image is not supported; send null."}
+    )
+
+    @validates_schema
+    def _within_limits(self, data: dict, **kwargs) -> None:
+        limit = limits()
+        errors: dict[str, list[str]] = {}
+        prompt = data.get("prompt")
+        if prompt is not None and not prompt.strip():
+            errors["prompt"] = ["Must not be empty."]
+        elif prompt is not None and len(prompt) > limit["max_prompt_chars"]:
+            errors["prompt"] = [f"Must be at most {limit['max_prompt_chars']} characters."]
+        negative = data.get("negative_prompt")
+        if negative is not None and len(negative) > limit["max_prompt_chars"]:
+            errors["negative_prompt"] = [f"Must be at most {limit['max_prompt_chars']} characters."]
+        for side in ("width", "height"):
+            value = data.get(side)
+            if value is not None and not limit["min_side"] <= value <= limit["max_side"]:
+                errors[side] = [f"Must be between {limit['min_side']} and {limit['max_side']} pixels."]
+        steps = data.get("steps")
+        if steps is not None and not 1 <= steps <= limit["max_steps"]:
+            errors["steps"] = [f"Must be between 1 and {limit['max_steps']}."]
+        if data.get("init_image") is not None:
+            errors["init_image"] = ["Image-to-image is not supported by this server; send null or leave it out."]
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def _to_request(self, data: dict, **kwargs) -> GenerationRequest:
+        data.pop("init_image", None)
+        return GenerationRequest(**data)
+
+
+class GenerateResponseSchema(Schema):
+    task_id = fields.String(required=True, metadata={"example": "3f2a9c1b0d4e5f60"})
+    task_length = fields.Integer(required=True, metadata={"description": "Tasks ahead of this one, running included."})
+    expected_time_seconds = fields.Float(required=True, metadata={"description": "Forecast until the image is ready."})
+    status = fields.String(required=True)
+    seed = fields.Integer(required=True, metadata={"description": "The seed used (drawn at random if not given)."})
+    width = fields.Integer(required=True, metadata={"description": "Actual width after rounding."})
+    height = fields.Integer(required=True, metadata={"description": "Actual height after rounding."})
+    steps = fields.Integer(required=True)
+    guidance = fields.Float(required=True)
+
+
+class TaskIdSchema(Schema):
+    task_id = fields.String(required=True, validate=validate.Length(1, 64), metadata={"example": "3f2a9c1b0d4e5f60"})
+
+
+class ProgressSchema(Schema):
+    step = fields.Integer(required=True, metadata={"description": "Finished denoising steps."})
+    steps = fields.Integer(required=True)
+
+
+class StatusSchema(Schema):
+    task_id = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": [s.value for s in TaskStatus]})
+    pos = fields.Integer(required=True, metadata={"description": "Waiting tasks ahead (0 = next, or running)."})
+    wait_remaining = fields.Float(required=True, metadata={"description": "Seconds until the image is ready."})
+    progress = fields.Nested(ProgressSchema, allow_none=True, required=True)
+    error = fields.String(allow_none=True, required=True, metadata={"description": "Why a failed task failed."})
+
+
+class TaskSchema(StatusSchema):
+    prompt = fields.String(required=True)
+    negative_prompt = fields.String(allow_none=True)
+    seed = fields.Integer(required=True)
+    width = fields.Integer(required=True)
+    height = fields.Integer(required=True)
+    steps = fields.Integer(required=True)
+    guidance = fields.Float(required=True)
+    format = fields.String(required=True)
+    quality = fields.Integer(required=True)
+    priority = fields.Boolean(required=True)
+    engine = fields.String(required=True, metadata={"description": "'demo' marks the procedural test engine."})
+    demo = fields.Boolean(required=True, metadata={"description": "True: a procedural demo image, not a model's."})
+    start_time = fields.Float(required=True, metadata={"description": "Submitted (Unix time)."})
+    compute_time = fields.Float(allow_none=True, required=True, metadata={"description": "Started on the engine."})
+    end_time = fields.Float(allow_none=True, required=True, metadata={"description": "Finished, failed or cancelled."})
+    attempts = fields.Integer(required=True)
+
+
+class TaskListArgsSchema(Schema):
+    limit = fields.Integer(load_default=1000, validate=validate.Range(1, 10_000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0))
+    status = fields.List(
+        fields.String(validate=validate.OneOf([s.value for s in TaskStatus])),
+        load_default=None,
+        metadata={"description": "Only tasks in these states (repeat the parameter for several)."},
+    )
+
+
+class ImageArgsSchema(TaskIdSchema):
+    base64 = fields.Boolean(load_default=False, metadata={"description": "Answer with base64 text, not bytes."})
+    delete = fields.Boolean(load_default=True, metadata={"description": "Forget the image once fetched (default)."})
+
+
+class CancelResponseSchema(Schema):
+    task_id = fields.String(required=True)
+    status = fields.String(required=True, metadata={"description": "The task's status now."})
+    previous_status = fields.String(required=True)
+    cancelled = fields.Boolean(required=True, metadata={"description": "False if it had already ended."})
+
+
+class ClearResponseSchema(Schema):
+    cancelled = fields.Integer(required=True, metadata={"description": "How many tasks were cancelled."})
+    task_ids = fields.List(fields.String(), required=True)
+
+
+class HealthSchema(Schema):
+    ok = fields.Boolean(required=True)
+    worker_alive = fields.Boolean(required=True)
+    worker_pid = fields.Integer(allow_none=True)
+    model_loaded = fields.Boolean(required=True)
+    engine = fields.String(required=True)
+    model = fields.String(required=True)
+    error = fields.String(allow_none=True)
+    worker_restarts = fields.Integer(required=True)
+    waiting = fields.Integer(required=True)
+    running = fields.Integer(required=True)
+
+
+class InfoSchema(Schema):
+    version = fields.String(required=True)
+    engine = fields.String(required=True)
+    model = fields.String(required=True)
+    label = fields.String(required=True)
+    demo = fields.Boolean(required=True)
+    default_steps = fields.Integer(required=True)
+    default_guidance = fields.Float(required=True)
+    guidance_adjustable = fields.Boolean(required=True)
+    supports_negative_prompt = fields.Boolean(required=True)
+    size_step = fields.Integer(required=True)
+    min_side = fields.Integer(required=True)
+    max_side = fields.Integer(required=True)
+    max_steps = fields.Integer(required=True)
+    max_prompt_chars = fields.Integer(required=True)
+    formats = fields.List(fields.String(), required=True)
+    previews = fields.Boolean(required=True)
+    auth_required = fields.Boolean(required=True)

@@ -1,0 +1,48 @@
+"""/api/health and /api/info: is the server well, and what does it run."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask.views import MethodView
+
+from api.blueprint import ApiBlueprint
+from api.context import service
+from api.schemas import HealthSchema, InfoSchema
+from taskqueue.tasks import ImageFormat
+
+blp = ApiBlueprint("system", __name__, url_prefix="/api", description="Health and capabilities of the server.")
+
+
+@blp.route("/health")
+class Health(MethodView):
+    @blp.response(200, HealthSchema)
+    @blp.alt_response(503, schema=HealthSchema, description="The worker is down or the engine failed to load.")
+    def get(self):
+        """For service managers and load balancers: 200 when the worker is alive and its engine loaded or loading."""
+        health = service().health()
+        return health, 200 if health["ok"] else 503
+
+
+@blp.route("/info")
+class Info(MethodView):
+    @blp.response(200, InfoSchema)
+    def get(self):
+        """The loaded engine and model, their defaults, and the server's limits (what a client form needs)."""
+        info = service().info
+        limits = current_app.config["MFLUX_LIMITS"]
+        return {
+            "version": current_app.config["MFLUX_VERSION"],
+            "engine": info.name,
+            "model": info.model,
+            "label": info.label,
+            "demo": info.is_demo,
+            "default_steps": info.default_steps,
+            "default_guidance": info.default_guidance,
+            "guidance_adjustable": info.guidance_adjustable,
+            "supports_negative_prompt": info.supports_negative_prompt,
+            "size_step": info.size_step,
+            "formats": [f.value for f in ImageFormat],
+            "previews": service().settings.previews,
+            "auth_required": bool(current_app.config.get("MFLUX_API_KEY")),
+            **limits,
+        }

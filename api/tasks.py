@@ -1,0 +1,107 @@
+"""/api/generate, /api/status, /api/tasks, /api/cancel, /api/clear: the queue, as the original server had it."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+
+from api.blueprint import ApiBlueprint
+from api.context import client_id, service
+from api.presenters import status_of, submission_of, task_of
+from api.schemas import (
+    CancelResponseSchema,
+    ClearResponseSchema,
+    GenerateRequestSchema,
+    GenerateResponseSchema,
+    StatusSchema,
+    TaskIdSchema,
+    TaskListArgsSchema,
+    TaskSchema,
+)
+from taskqueue.tasks import TaskStatus
+
+blp = ApiBlueprint("tasks", __name__, url_prefix="/api", description="Queue image generation tasks and follow them.")
+
+ERRORS = {404: "No task with this task_id.", 422: "Invalid parameters; the message names the field."}
+
+
+@blp.route("/generate")
+class Generate(MethodView):
+    @blp.arguments(GenerateRequestSchema)
+    @blp.response(200, GenerateResponseSchema)
+    @blp.alt_response(422, description=ERRORS[422])
+    @blp.alt_response(429, description="Too many waiting tasks; see Retry-After.")
+    @blp.alt_response(503, description="The engine could not be loaded.")
+    def post(self, generation):
+        """Queue one image; answers at once with its task id and the forecast."""
+        return submission_of(service().submit(generation, client=client_id()))
+
+
+@blp.route("/status")
+class Status(MethodView):
+    @blp.arguments(TaskIdSchema, location="query")
+    @blp.response(200, StatusSchema)
+    @blp.alt_response(404, description=ERRORS[404])
+    def get(self, args):
+        """Where a task stands: status, queue position, seconds remaining, step progress, error."""
+        return status_of(service().status(args["task_id"]))
+
+
+@blp.route("/tasks")
+class Tasks(MethodView):
+    @blp.arguments(TaskListArgsSchema, location="query")
+    @blp.response(200, TaskSchema(many=True), headers={"X-Total-Count": {"schema": {"type": "integer"}}})
+    def get(self, args):
+        """Every task in queue order: running, waiting, then finished ones whose image is not fetched yet.
+
+        A plain JSON array, as the original server answered; page with `limit` and `offset`, the total is in
+        the `X-Total-Count` header.
+        """
+        statuses = tuple(TaskStatus(s) for s in args["status"]) if args["status"] else tuple(TaskStatus)
+        views, total = service().listed(statuses, args["limit"], args["offset"])
+        return [task_of(v) for v in views], 200, {"X-Total-Count": str(total)}
+
+
+@blp.route("/cancel")
+class Cancel(MethodView):
+    @blp.arguments(TaskIdSchema, location="query")
+    @blp.response(200, CancelResponseSchema)
+    @blp.alt_response(404, description=ERRORS[404])
+    def get(self, args):
+        """Cancel a waiting task, or stop a running one at its next step."""
+        return _cancel(args["task_id"])
+
+    @blp.arguments(TaskIdSchema, location="query")
+    @blp.response(200, CancelResponseSchema)
+    @blp.alt_response(404, description=ERRORS[404])
+    def delete(self, args):
+        """Same as GET."""
+        return _cancel(args["task_id"])
+
+
+def _cancel(task_id: str) -> dict:
+    before = service().cancel(task_id)
+    now = service().task(task_id)
+    return {
+        "task_id": task_id,
+        "status": now.status.value,
+        "previous_status": before.status.value,
+        "cancelled": not before.status.is_final,
+    }
+
+
+@blp.route("/clear")
+class Clear(MethodView):
+    @blp.response(200, ClearResponseSchema)
+    def get(self):
+        """Cancel every waiting and running task."""
+        return _clear()
+
+    @blp.response(200, ClearResponseSchema)
+    def delete(self):
+        """Same as GET."""
+        return _clear()
+
+
+def _clear() -> dict:
+    cancelled = service().clear()
+    return {"cancelled": len(cancelled), "task_ids": [t.id for t in cancelled]}

@@ -1,0 +1,117 @@
+"""mflux-server: queue text-to-image tasks over HTTP and run them one at a time on this machine's GPU."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import logging.config
+import os
+import signal
+import sys
+from pathlib import Path
+
+import platformdirs
+import waitress
+
+from api import create_app
+from taskqueue.service import ServiceSettings, TaskService
+from worker.engines.base import ENGINE_NAMES, EngineConfig
+
+log = logging.getLogger("mflux_server")
+
+MFLUX_MISSING = """The mflux engine needs the mflux package, which is not installed in this Python environment.
+  On a Mac with Apple Silicon:  pip install -e '.[mflux]'   (or: pip install mflux)
+  On Linux, for CPU MLX:        python scripts/install_mflux.py
+  To try the server without a model, run it with --engine demo (procedural test images)."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    add("--port", type=int, default=4030, help="port to listen on (0: any free port)")
+    add("--engine", choices=ENGINE_NAMES, default="mflux", help="mflux: the real model; demo: procedural test images")
+    add("--model", "-m", default="schnell", help="mflux model name, as for mflux-generate")
+    add("--quantize", "-q", type=int, choices=[3, 4, 5, 6, 8], default=None, help="quantize to this many bits")
+    add("--path", default=None, help="local directory with the model's weights (instead of the Hugging Face cache)")
+    add("--lora-paths", nargs="+", default=[], help="LoRA adapter files to apply")
+    add("--lora-scales", nargs="+", type=float, default=[], help="one scale per LoRA adapter")
+    add("--demo-speed", type=float, default=1.0, help="demo engine: divide its modelled durations by this")
+    add("--data-dir", type=Path, default=Path(platformdirs.user_data_dir("mflux-server")), help="tasks and images")
+    add("--threads", type=int, default=16, help="HTTP worker threads")
+    add("--max-side", type=int, default=2560, help="largest width or height accepted, in pixels")
+    add("--max-steps", type=int, default=100, help="most denoising steps accepted")
+    add("--max-waiting", type=int, default=10_000, help="most waiting tasks overall (more: 429)")
+    add("--max-waiting-per-client", type=int, default=1_000, help="most waiting tasks per client (more: 429)")
+    add("--retention-hours", type=float, default=24.0, help="forget unfetched images and finished tasks after this")
+    add("--max-stored-images", type=int, default=1000, help="most unfetched images kept; the oldest go first")
+    add("--no-previews", dest="previews", action="store_false", help="do not render previews of running tasks")
+    add("--log-prompts", action="store_true", help="log prompt text (by default only its length)")
+    add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser.parse_args(argv)
+
+
+def configure_logging(level: str) -> None:
+    logging.config.dictConfig({
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"task": {"()": "server.TaskIdFilter"}},
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)-7s %(name)s [%(task_id)s] %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["task"]}},
+        "root": {"level": level, "handlers": ["stderr"]},
+    })  # fmt: skip
+
+
+class TaskIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.task_id = getattr(record, "task_id", None) or "-"
+        return True
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # waitress leaves its loop on KeyboardInterrupt; we then shut down in order
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging(args.log_level)
+    if args.engine == "mflux" and importlib.util.find_spec("mflux") is None:
+        print(MFLUX_MISSING, file=sys.stderr)
+        return 2
+    engine = EngineConfig(
+        args.engine, args.model, args.quantize, args.path, tuple(args.lora_paths), tuple(args.lora_scales),
+        args.demo_speed,
+    )  # fmt: skip
+    settings = ServiceSettings(
+        data_dir=args.data_dir, engine=engine, previews=args.previews, max_waiting_tasks=args.max_waiting,
+        max_waiting_per_client=args.max_waiting_per_client, retention_seconds=args.retention_hours * 3600,
+        max_stored_images=args.max_stored_images, log_prompts=args.log_prompts,
+    )  # fmt: skip
+    try:
+        service = TaskService(settings)
+    except (OSError, ValueError) as error:
+        log.error("cannot start: %s", error)
+        return 2
+    limits = {"min_side": 64, "max_side": args.max_side, "max_steps": args.max_steps, "max_prompt_chars": 4000}
+    app = create_app({"MFLUX_LIMITS": limits}, service=service)
+    server = waitress.create_server(
+        app, host=args.host, port=args.port, threads=args.threads, channel_timeout=60, ident="mflux-server"
+    )
+    service.start()
+    log.info("engine: %s; data in %s", service.info.label, args.data_dir)
+    log.info("listening on http://%s:%d (pid %d)", args.host, server.effective_port, os.getpid())
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    log.info("shutting down: waiting for the worker")
+    server.close()
+    service.stop()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

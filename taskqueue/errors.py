@@ -1,0 +1,32 @@
+"""Domain errors raised by the queue core; the HTTP layer turns each into one status code."""
+
+from __future__ import annotations
+
+
+class QueueError(Exception):
+    """Base class: `str(error)` is a message fit to show to the client."""
+
+
+class TaskNotFound(QueueError):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"No task with task_id {task_id!r}.")
+        self.task_id = task_id
+
+
+class ImageNotAvailable(QueueError):
+    """The task exists but has no image to hand out (not finished yet, failed, or already fetched)."""
+
+    def __init__(self, task_id: str, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.task_id = task_id
+        self.status = status
+
+
+class QueueFull(QueueError):
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class EngineUnavailable(QueueError):
+    """The engine could not be loaded; new work is refused with the reason and how to fix it."""

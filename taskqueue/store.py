@@ -1,0 +1,408 @@
+"""The task store: every task and its state, in one SQLite database.
+
+SQLite in WAL mode gives crash-safe transactions, readers that never wait for the writer, and one file that
+survives restarts. Each thread gets its own connection; writes that read-then-modify run in `BEGIN IMMEDIATE`
+so two threads cannot claim the same task.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from taskqueue.forecast import Observation, Workload
+from taskqueue.tasks import GenerationParams, ImageFormat, OutputSpec, Task, TaskStatus
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    status          TEXT NOT NULL,
+    priority        INTEGER NOT NULL DEFAULT 0,
+    prompt          TEXT NOT NULL,
+    negative_prompt TEXT,
+    seed            INTEGER NOT NULL,
+    width           INTEGER NOT NULL,
+    height          INTEGER NOT NULL,
+    steps           INTEGER NOT NULL,
+    guidance        REAL NOT NULL,
+    format          TEXT NOT NULL,
+    quality         INTEGER NOT NULL,
+    engine          TEXT NOT NULL,
+    client          TEXT NOT NULL DEFAULT '',
+    submitted_at    REAL NOT NULL,
+    started_at      REAL,
+    rendered_at     REAL,
+    ended_at        REAL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    error           TEXT,
+    image_bytes     INTEGER,
+    fetched_at      REAL
+);
+CREATE INDEX IF NOT EXISTS tasks_queue_order ON tasks (priority DESC, seq) WHERE status = 'waiting';
+CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, seq);
+CREATE INDEX IF NOT EXISTS tasks_by_client ON tasks (client) WHERE status = 'waiting';
+CREATE TABLE IF NOT EXISTS observations (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    engine      TEXT NOT NULL,
+    megapixels  REAL NOT NULL,
+    steps       INTEGER NOT NULL,
+    seconds     REAL NOT NULL,
+    recorded_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS observations_by_engine ON observations (engine, id);
+"""
+
+# The features of the cost model, summed in SQL over any set of tasks (see forecast.Workload).
+_WORKLOAD_SUMS = """
+    COUNT(*),
+    COALESCE(SUM(width * height / 1048576.0), 0),
+    COALESCE(SUM(steps), 0),
+    COALESCE(SUM(steps * width * height / 1048576.0), 0),
+    COALESCE(SUM(steps * (width * height / 1048576.0) * (width * height / 1048576.0)), 0)
+"""
+
+# Queue order: priority tasks first, then first come, first served.
+_AHEAD_OF = "status = 'waiting' AND (priority > :priority OR (priority = :priority AND seq < :seq))"
+_LISTED_ORDER = "CASE status WHEN 'running' THEN 0 WHEN 'waiting' THEN 1 ELSE 2 END, priority DESC, seq"
+
+
+@dataclass(frozen=True)
+class NewTask:
+    params: GenerationParams
+    output: OutputSpec
+    priority: bool
+    engine: str
+    client: str = ""
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What start-up found of a previous run that ended without a graceful shutdown."""
+
+    requeued: tuple[str, ...]
+    failed: tuple[str, ...]
+
+
+class TaskStore:
+    def __init__(self, path: Path, clock=time.time) -> None:
+        self.path = path
+        self._clock = clock
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = self._connection()
+        db.executescript(_SCHEMA)  # executescript manages its own transaction
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- connections -------------------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            db.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode: a committed transaction survives a killed process; only power loss may
+            # drop the newest ones. That is the right trade for a queue that must stay fast under load.
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.row_factory = sqlite3.Row
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _read(self) -> sqlite3.Connection:
+        return self._connection()
+
+    # -- adding and reading ------------------------------------------------------------------------------
+
+    def add(self, new: NewTask) -> Task:
+        p = new.params
+        with self._write() as db:
+            while True:
+                task_id = secrets.token_hex(8)
+                try:
+                    db.execute(
+                        """INSERT INTO tasks (id, status, priority, prompt, negative_prompt, seed, width, height,
+                               steps, guidance, format, quality, engine, client, submitted_at)
+                           VALUES (?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                        (task_id, int(new.priority), p.prompt, p.negative_prompt, p.seed, p.width, p.height,
+                         p.steps, p.guidance, new.output.format.value, new.output.quality, new.engine,
+                         new.client, self._clock()),
+                    )  # fmt: skip
+                    break
+                except sqlite3.IntegrityError:  # 64 random bits collided: draw again
+                    continue
+            row = db.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return _task(row)
+
+    def get(self, task_id: str) -> Task | None:
+        row = self._read().execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return _task(row) if row else None
+
+    def engine_task(self) -> Task | None:
+        """The task the engine is working on (at most one)."""
+        row = (
+            self._read()
+            .execute(
+                "SELECT * FROM tasks WHERE status = 'running' AND rendered_at IS NULL ORDER BY seq LIMIT 1"
+            )
+            .fetchone()
+        )
+        return _task(row) if row else None
+
+    def running(self) -> list[Task]:
+        rows = self._read().execute("SELECT * FROM tasks WHERE status = 'running' ORDER BY seq").fetchall()
+        return [_task(r) for r in rows]
+
+    def ahead_of(self, task: Task) -> Workload:
+        """The waiting tasks that will run before `task`, summed as a workload."""
+        row = (
+            self._read()
+            .execute(
+                f"SELECT {_WORKLOAD_SUMS} FROM tasks WHERE {_AHEAD_OF}",
+                {"priority": int(task.priority), "seq": task.seq},
+            )
+            .fetchone()
+        )
+        return Workload(*row)
+
+    def waiting_workload(self, priority: bool) -> Workload:
+        """What a new task with this priority would queue behind: every waiting task it cannot overtake."""
+        row = (
+            self._read()
+            .execute(
+                f"SELECT {_WORKLOAD_SUMS} FROM tasks WHERE status = 'waiting' AND priority >= ?",
+                (int(priority),),
+            )
+            .fetchone()
+        )
+        return Workload(*row)
+
+    def count_waiting(self, client: str | None = None) -> int:
+        if client is None:
+            sql, args = "SELECT COUNT(*) FROM tasks WHERE status = 'waiting'", ()
+        else:
+            sql, args = "SELECT COUNT(*) FROM tasks WHERE status = 'waiting' AND client = ?", (client,)
+        return self._read().execute(sql, args).fetchone()[0]
+
+    def count_by_status(self) -> dict[str, int]:
+        rows = self._read().execute("SELECT status, COUNT(*) FROM tasks GROUP BY status").fetchall()
+        return {status.value: 0 for status in TaskStatus} | {r[0]: r[1] for r in rows}
+
+    def listed(self, statuses: Sequence[TaskStatus], limit: int, offset: int) -> tuple[list[Task], int]:
+        """Tasks in the given states, running first, then in queue order, then finished ones; and their total.
+
+        Done tasks are only listed while their image is still waiting to be fetched.
+        """
+        wanted = [s.value for s in statuses]
+        marks = ",".join("?" * len(wanted))
+        where = f"status IN ({marks}) AND NOT (status = 'done' AND fetched_at IS NOT NULL)"
+        db = self._read()
+        total = db.execute(f"SELECT COUNT(*) FROM tasks WHERE {where}", wanted).fetchone()[0]
+        rows = db.execute(
+            f"SELECT * FROM tasks WHERE {where} ORDER BY {_LISTED_ORDER} LIMIT ? OFFSET ?",
+            [*wanted, limit, offset],
+        ).fetchall()
+        return [_task(r) for r in rows], total
+
+    # -- state changes -----------------------------------------------------------------------------------
+
+    def claim_next(self) -> Task | None:
+        """Move the first waiting task to running and hand it out (None when the queue is empty)."""
+        with self._write() as db:
+            row = db.execute(
+                "SELECT seq FROM tasks WHERE status = 'waiting' ORDER BY priority DESC, seq LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = NULL, "
+                "rendered_at = NULL WHERE seq = ?",
+                (row[0],),
+            )
+            return _task(db.execute("SELECT * FROM tasks WHERE seq = ?", (row[0],)).fetchone())
+
+    def mark_started(self, task_id: str, at: float) -> None:
+        self._update_running(task_id, "started_at = ?", (at,))
+
+    def mark_rendered(self, task_id: str, at: float) -> bool:
+        return self._update_running(task_id, "rendered_at = ?", (at,))
+
+    def mark_done(self, task_id: str, at: float, image_bytes: int) -> bool:
+        """Record a finished image; False when the task was cancelled meanwhile and the image is unwanted."""
+        return self._update_running(
+            task_id, "status = 'done', ended_at = ?, image_bytes = ?", (at, image_bytes)
+        )
+
+    def mark_failed(self, task_id: str, at: float, error: str) -> bool:
+        return self._update_running(task_id, "status = 'failed', ended_at = ?, error = ?", (at, error))
+
+    def _update_running(self, task_id: str, assignments: str, values: tuple) -> bool:
+        with self._write() as db:
+            cursor = db.execute(
+                f"UPDATE tasks SET {assignments} WHERE id = ? AND status = 'running'", (*values, task_id)
+            )
+            return cursor.rowcount == 1
+
+    def cancel(self, task_id: str) -> Task | None:
+        """Cancel a waiting or running task; returns the task as it was before (None if unknown)."""
+        with self._write() as db:
+            row = db.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            if row is None:
+                return None
+            if row["status"] in ("waiting", "running"):
+                db.execute(
+                    "UPDATE tasks SET status = 'cancelled', ended_at = ? WHERE id = ?",
+                    (self._clock(), task_id),
+                )
+            return _task(row)
+
+    def cancel_all(self) -> list[Task]:
+        """Cancel every waiting and running task; returns them as they were."""
+        with self._write() as db:
+            rows = db.execute("SELECT * FROM tasks WHERE status IN ('waiting', 'running')").fetchall()
+            db.execute(
+                "UPDATE tasks SET status = 'cancelled', ended_at = ? WHERE status IN ('waiting', 'running')",
+                (self._clock(),),
+            )
+        return [_task(r) for r in rows]
+
+    def mark_fetched(self, task_id: str) -> bool:
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE tasks SET fetched_at = ? WHERE id = ? AND status = 'done' AND fetched_at IS NULL",
+                (self._clock(), task_id),
+            )
+            return cursor.rowcount == 1
+
+    def requeue(self, task_id: str, *, count_attempt: bool) -> bool:
+        """Put a running task back in its place in the queue (it keeps its sequence number)."""
+        attempts = "attempts" if count_attempt else "MAX(attempts - 1, 0)"
+        with self._write() as db:
+            cursor = db.execute(
+                f"UPDATE tasks SET status = 'waiting', attempts = {attempts}, started_at = NULL, "
+                "rendered_at = NULL WHERE id = ? AND status = 'running'",
+                (task_id,),
+            )
+            return cursor.rowcount == 1
+
+    def recover_interrupted(self, max_attempts: int, reason: str) -> Recovery:
+        """After a crash, tasks left running go back to the queue, unless they have used up their attempts."""
+        requeued, failed = [], []
+        with self._write() as db:
+            for row in db.execute("SELECT id, attempts FROM tasks WHERE status = 'running'").fetchall():
+                if row["attempts"] >= max_attempts:
+                    db.execute(
+                        "UPDATE tasks SET status = 'failed', ended_at = ?, error = ? WHERE id = ?",
+                        (self._clock(), reason, row["id"]),
+                    )
+                    failed.append(row["id"])
+                else:
+                    db.execute(
+                        "UPDATE tasks SET status = 'waiting', started_at = NULL, rendered_at = NULL WHERE id = ?",
+                        (row["id"],),
+                    )
+                    requeued.append(row["id"])
+        return Recovery(tuple(requeued), tuple(failed))
+
+    def expire(self, finished_before: float) -> list[Task]:
+        """Forget finished tasks that ended before the given time; returns them (their images must go too)."""
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT * FROM tasks WHERE status IN ('done', 'failed', 'cancelled') AND ended_at < ?",
+                (finished_before,),
+            ).fetchall()
+            db.execute(
+                "DELETE FROM tasks WHERE status IN ('done', 'failed', 'cancelled') AND ended_at < ?",
+                (finished_before,),
+            )
+        return [_task(r) for r in rows]
+
+    def unfetched_images(self) -> list[Task]:
+        """Done tasks whose image is still on disk, oldest first."""
+        rows = (
+            self._read()
+            .execute(
+                "SELECT * FROM tasks WHERE status = 'done' AND fetched_at IS NULL ORDER BY ended_at, seq"
+            )
+            .fetchall()
+        )
+        return [_task(r) for r in rows]
+
+    # -- forecast history --------------------------------------------------------------------------------
+
+    def add_observation(self, engine: str, observation: Observation) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO observations (engine, megapixels, steps, seconds, recorded_at) VALUES (?, ?, ?, ?, ?)",
+                (engine, observation.megapixels, observation.steps, observation.seconds, self._clock()),
+            )
+            # Keep a bounded history: the forecaster only learns from the newest ones.
+            db.execute(
+                "DELETE FROM observations WHERE engine = ? AND id <= "
+                "(SELECT id FROM observations WHERE engine = ? ORDER BY id DESC LIMIT 1 OFFSET 1000)",
+                (engine, engine),
+            )
+
+    def observations(self, engine: str, limit: int) -> list[Observation]:
+        rows = (
+            self._read()
+            .execute(
+                "SELECT megapixels, steps, seconds FROM observations WHERE engine = ? ORDER BY id DESC LIMIT ?",
+                (engine, limit),
+            )
+            .fetchall()
+        )
+        return [Observation(r[0], r[1], r[2]) for r in reversed(rows)]
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+
+def _task(row: sqlite3.Row) -> Task:
+    return Task(
+        id=row["id"],
+        seq=row["seq"],
+        status=TaskStatus(row["status"]),
+        priority=bool(row["priority"]),
+        params=GenerationParams(
+            prompt=row["prompt"],
+            seed=row["seed"],
+            width=row["width"],
+            height=row["height"],
+            steps=row["steps"],
+            guidance=row["guidance"],
+            negative_prompt=row["negative_prompt"],
+        ),
+        output=OutputSpec(format=ImageFormat(row["format"]), quality=row["quality"]),
+        engine=row["engine"],
+        client=row["client"],
+        submitted_at=row["submitted_at"],
+        started_at=row["started_at"],
+        rendered_at=row["rendered_at"],
+        ended_at=row["ended_at"],
+        attempts=row["attempts"],
+        error=row["error"],
+        image_bytes=row["image_bytes"],
+        fetched_at=row["fetched_at"],
+    )

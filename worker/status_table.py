@@ -1,0 +1,143 @@
+"""The live state of the worker, in shared memory: written by the worker, read by the API without asking it.
+
+One fixed-size ctypes structure in a `RawValue` (no lock that a killed worker could leave held). Consistency
+comes from a sequence counter (a seqlock): the writer makes it odd while it writes and even when done; a reader
+copies the structure and retries if the counter was odd or moved. The API writes only the cancellation fields,
+the worker only the rest, so each field has a single writer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from dataclasses import dataclass
+from multiprocessing.context import BaseContext
+
+from taskqueue.forecast import LiveProgress
+
+_ID_SIZE = 16
+
+
+class _Table(ctypes.Structure):
+    _fields_ = [
+        ("sequence", ctypes.c_uint64),
+        ("task_id", ctypes.c_char * _ID_SIZE),
+        ("started_at", ctypes.c_double),
+        ("loop_started_at", ctypes.c_double),
+        ("last_step_at", ctypes.c_double),
+        ("steps", ctypes.c_int32),
+        ("steps_done", ctypes.c_int32),
+        ("preview_count", ctypes.c_uint32),
+        ("worker_pid", ctypes.c_int32),
+        # Written by the API process:
+        ("cancel_task_id", ctypes.c_char * _ID_SIZE),
+        ("stop_requested", ctypes.c_bool),
+    ]
+
+
+@dataclass(frozen=True)
+class EngineSnapshot:
+    """The task on the engine right now, as the worker last described it."""
+
+    task_id: str
+    started_at: float
+    loop_started_at: float | None
+    last_step_at: float | None
+    steps: int
+    steps_done: int
+    preview_count: int
+
+    def live_progress(self) -> LiveProgress:
+        return LiveProgress(
+            started_at=self.started_at,
+            steps=self.steps,
+            steps_done=self.steps_done,
+            loop_started_at=self.loop_started_at,
+            last_step_at=self.last_step_at,
+        )
+
+
+class StatusTable:
+    READ_ATTEMPTS = 1000
+
+    def __init__(self, context: BaseContext) -> None:
+        self._shared = context.RawValue(_Table)
+
+    # -- worker side -------------------------------------------------------------------------------------
+
+    def _write(self, **fields: object) -> None:
+        table = self._shared
+        table.sequence += 1
+        for name, value in fields.items():
+            setattr(table, name, value)
+        table.sequence += 1
+
+    def set_worker_pid(self, pid: int) -> None:
+        self._write(worker_pid=pid)
+
+    def begin(self, task_id: str, steps: int) -> None:
+        self._write(
+            task_id=task_id.encode(),
+            started_at=time.time(),
+            loop_started_at=0.0,
+            last_step_at=0.0,
+            steps=steps,
+            steps_done=0,
+        )
+
+    def loop_started(self, steps: int) -> None:
+        self._write(loop_started_at=time.time(), steps=steps)
+
+    def step_done(self, step: int) -> None:
+        self._write(steps_done=step, last_step_at=time.time())
+
+    def preview_written(self) -> None:
+        self._write(preview_count=self._shared.preview_count + 1)
+
+    def idle(self) -> None:
+        self._write(task_id=b"", steps=0, steps_done=0, preview_count=0)
+
+    def cancel_requested(self, task_id: str) -> bool:
+        table = self._shared
+        return table.stop_requested or table.cancel_task_id == task_id.encode()
+
+    # -- API side ----------------------------------------------------------------------------------------
+
+    def request_cancel(self, task_id: str) -> None:
+        self._shared.cancel_task_id = task_id.encode()
+
+    def request_stop(self, stop: bool = True) -> None:
+        """Ask the worker to abandon its task at the next step (graceful shutdown); it is re-run later."""
+        self._shared.stop_requested = stop
+
+    def reset(self) -> None:
+        """After a worker died: whatever it was doing is over (and it may have died mid-write)."""
+        ctypes.memset(ctypes.addressof(self._shared), 0, ctypes.sizeof(_Table))
+
+    def snapshot(self) -> EngineSnapshot | None:
+        """The task on the engine, or None when the engine is idle."""
+        table = self._shared
+        copy = _Table()
+        for _ in range(self.READ_ATTEMPTS):
+            before = table.sequence
+            if before % 2 == 0:
+                ctypes.memmove(ctypes.addressof(copy), ctypes.addressof(table), ctypes.sizeof(_Table))
+                if table.sequence == before:
+                    break
+        else:
+            return None  # a writer that died mid-write; the supervisor resets the table
+        if not copy.task_id:
+            return None
+        return EngineSnapshot(
+            task_id=copy.task_id.decode(),
+            started_at=copy.started_at,
+            loop_started_at=copy.loop_started_at or None,
+            last_step_at=copy.last_step_at or None,
+            steps=copy.steps,
+            steps_done=copy.steps_done,
+            preview_count=copy.preview_count,
+        )
+
+    @property
+    def worker_pid(self) -> int:
+        return self._shared.worker_pid
