@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     service.start()
     log.info("engine: %s; data in %s", service.info.label, args.data_dir)
-    log.info("listening on http://%s:%d (pid %d)", args.host, server.effective_port, os.getpid())
+    log.info("listening on http://%s:%s (pid %d)", args.host, server.effective_port, os.getpid())
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.run()

@@ -33,6 +33,15 @@ class Seed(fields.Field):
         return value
 
 
+class WholeNumber(fields.Integer):
+    """An integer, or a string of digits; 512.5 is refused rather than silently truncated."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class Format(fields.String):
     """JPEG, PNG or WEBP, in any case ("jpg" too)."""
 
@@ -62,9 +71,9 @@ class GenerateRequestSchema(Schema):
         allow_none=True,
         metadata={"description": "Integer or digit string; absent, null or -1: random.", "example": 42},
     )
-    width = fields.Integer(load_default=1024, metadata={"description": "Rounded down to a multiple of 16."})
-    height = fields.Integer(load_default=1024, metadata={"description": "Rounded down to a multiple of 16."})
-    steps = fields.Integer(
+    width = WholeNumber(load_default=1024, metadata={"description": "Rounded down to a multiple of 16."})
+    height = WholeNumber(load_default=1024, metadata={"description": "Rounded down to a multiple of 16."})
+    steps = WholeNumber(
         load_default=None, allow_none=True, metadata={"description": "Denoising steps; default per model."}
     )
     guidance = fields.Float(
@@ -74,7 +83,7 @@ class GenerateRequestSchema(Schema):
         metadata={"description": "Guidance scale; default per model, ignored by models without it."},
     )
     format = Format(load_default=ImageFormat.JPEG, metadata={"enum": [f.value for f in ImageFormat]})
-    quality = fields.Integer(load_default=85, validate=validate.Range(1, 100), metadata={"description": "JPEG/WEBP."})
+    quality = WholeNumber(load_default=85, validate=validate.Range(1, 100), metadata={"description": "JPEG/WEBP."})
     priority = fields.Boolean(load_default=False, metadata={"description": "Go ahead of every normal waiting task."})
     init_image = fields.Raw(
         load_default=None, allow_none=True, metadata={"description": "Image-to-image is not supported; send null."}

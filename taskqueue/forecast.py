@@ -72,9 +72,7 @@ class CostModel:
         return sum(c * x for c, x in zip(self.coefficients(), work.vector(), strict=True))
 
     def step_seconds(self, megapixels: float) -> float:
-        return (
-            self.per_step + self.per_step_megapixel * megapixels + self.per_step_megapixel_sq * megapixels**2
-        )
+        return self.per_step + self.per_step_megapixel * megapixels + self.per_step_megapixel_sq * megapixels**2
 
     def after_loop_seconds(self, megapixels: float) -> float:
         return self.per_megapixel * megapixels
@@ -108,9 +106,7 @@ class Observation:
 _REFERENCE = Workload.from_megapixels(1.0, 4)
 
 
-def fit(
-    observations: Sequence[Observation], prior: CostModel, prior_weight: float = PRIOR_WEIGHT
-) -> CostModel:
+def fit(observations: Sequence[Observation], prior: CostModel, prior_weight: float = PRIOR_WEIGHT) -> CostModel:
     """The cost model that best explains `observations`, in relative error, without straying far from `prior`."""
     usable = [o for o in observations if o.seconds > 0 and o.megapixels > 0 and o.steps > 0]
     if not usable:

@@ -153,18 +153,14 @@ class Scheduler:
             if task is not None:  # cancelled while it was being encoded: nobody wants the image
                 self._images.delete(task.id, task.output.format)
             return
-        self._forecaster.encode.record(
-            task.output.format.value, task.params.pixels / 1048576, message.encode_seconds
-        )
+        self._forecaster.encode.record(task.output.format.value, task.params.pixels / 1048576, message.encode_seconds)
         self._count("done")
         log.info("task %s done (%d bytes)", task.id, message.image_bytes, extra={"task_id": task.id})
 
     def _on_failed(self, message: Failed) -> None:
         if self._store.mark_failed(message.task_id, message.at, f"{message.kind} failed: {message.message}"):
             self._count("failed")
-            log.warning(
-                "task %s failed: %s", message.task_id, message.message, extra={"task_id": message.task_id}
-            )
+            log.warning("task %s failed: %s", message.task_id, message.message, extra={"task_id": message.task_id})
         if message.kind == "generation":
             with self._lock:
                 self._engine_task = None

@@ -148,9 +148,7 @@ class TaskService:
             guidance=self._guidance(request.guidance, info),
             negative_prompt=request.negative_prompt or None,
         )
-        new = NewTask(
-            params, OutputSpec(request.format, request.quality), request.priority, info.name, client
-        )
+        new = NewTask(params, OutputSpec(request.format, request.quality), request.priority, info.name, client)
         task = self.store.add(new)
         shown = repr(params.prompt) if self.settings.log_prompts else f"{len(params.prompt)} chars"
         log.info(
@@ -171,9 +169,7 @@ class TaskService:
     def _check_capacity(self, client: str) -> None:
         limit, per_client = self.settings.max_waiting_tasks, self.settings.max_waiting_per_client
         if self.store.count_waiting() >= limit:
-            raise QueueFull(
-                f"The queue is full ({limit} waiting tasks); try again later.", self._retry_after()
-            )
+            raise QueueFull(f"The queue is full ({limit} waiting tasks); try again later.", self._retry_after())
         if client and self.store.count_waiting(client) >= per_client:
             raise QueueFull(
                 f"You have {per_client} tasks waiting, the most one client may have; try again later.",
@@ -226,9 +222,7 @@ class TaskService:
         live = snapshot if snapshot is not None and snapshot.task_id == task.id else None
         progress = Progress(live.steps_done, live.steps) if live else Progress(0, task.params.steps)
         work = Workload.of(task.params.width, task.params.height, task.params.steps)
-        remaining = remaining_seconds(
-            self.forecaster.model, work, live.live_progress() if live else None, now
-        )
+        remaining = remaining_seconds(self.forecaster.model, work, live.live_progress() if live else None, now)
         return TaskView(task, 0, 0, remaining + encode, progress, live.preview_count if live else 0)
 
     def _waiting_views(self, tasks: list[Task], now: float) -> list[TaskView]:
@@ -271,9 +265,7 @@ class TaskService:
                 TaskStatus.FAILED: f"failed: {task.error}",
                 TaskStatus.CANCELLED: "was cancelled",
             }
-            raise ImageNotAvailable(
-                task_id, task.status.value, f"No image: task {task_id} {reasons[task.status]}."
-            )
+            raise ImageNotAvailable(task_id, task.status.value, f"No image: task {task_id} {reasons[task.status]}.")
         data = self.images.read(task_id, task.output.format) if task.fetched_at is None else None
         if data is None:
             raise ImageNotAvailable(
@@ -324,9 +316,7 @@ class TaskService:
     def health(self) -> dict:
         counts = self.store.count_by_status()
         return {
-            "ok": self.supervisor.alive
-            and self.scheduler.load_error is None
-            and self.supervisor.halted_reason is None,
+            "ok": self.supervisor.alive and self.scheduler.load_error is None and self.supervisor.halted_reason is None,
             "worker_alive": self.supervisor.alive,
             "worker_pid": self.supervisor.pid,
             "model_loaded": self.scheduler.ready,
@@ -354,9 +344,7 @@ class TaskService:
         excess = unfetched[: max(len(unfetched) - self.settings.max_stored_images, 0)]
         for task in excess:
             if self.store.mark_fetched(task.id):
-                log.info(
-                    "task %s: image dropped, over the stored-image limit", task.id, extra={"task_id": task.id}
-                )
+                log.info("task %s: image dropped, over the stored-image limit", task.id, extra={"task_id": task.id})
         for task in [*forgotten, *excess]:
             if task.status is TaskStatus.DONE:
                 self.images.delete(task.id, task.output.format)

@@ -160,9 +160,7 @@ class TaskStore:
         """The task the engine is working on (at most one)."""
         row = (
             self._read()
-            .execute(
-                "SELECT * FROM tasks WHERE status = 'running' AND rendered_at IS NULL ORDER BY seq LIMIT 1"
-            )
+            .execute("SELECT * FROM tasks WHERE status = 'running' AND rendered_at IS NULL ORDER BY seq LIMIT 1")
             .fetchone()
         )
         return _task(row) if row else None
@@ -247,9 +245,7 @@ class TaskStore:
 
     def mark_done(self, task_id: str, at: float, image_bytes: int) -> bool:
         """Record a finished image; False when the task was cancelled meanwhile and the image is unwanted."""
-        return self._update_running(
-            task_id, "status = 'done', ended_at = ?, image_bytes = ?", (at, image_bytes)
-        )
+        return self._update_running(task_id, "status = 'done', ended_at = ?, image_bytes = ?", (at, image_bytes))
 
     def mark_failed(self, task_id: str, at: float, error: str) -> bool:
         return self._update_running(task_id, "status = 'failed', ended_at = ?, error = ?", (at, error))
@@ -339,9 +335,7 @@ class TaskStore:
         """Done tasks whose image is still on disk, oldest first."""
         rows = (
             self._read()
-            .execute(
-                "SELECT * FROM tasks WHERE status = 'done' AND fetched_at IS NULL ORDER BY ended_at, seq"
-            )
+            .execute("SELECT * FROM tasks WHERE status = 'done' AND fetched_at IS NULL ORDER BY ended_at, seq")
             .fetchall()
         )
         return [_task(r) for r in rows]

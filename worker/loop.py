@@ -90,9 +90,7 @@ def _die_with_parent() -> None:
             os._exit(1)
 
 
-def run_worker(
-    settings: WorkerSettings, inbox: Connection, outbox_connection: Connection, table: StatusTable
-) -> None:
+def run_worker(settings: WorkerSettings, inbox: Connection, outbox_connection: Connection, table: StatusTable) -> None:
     """Entry point of the worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the server; it shuts us down in order
     _die_with_parent()
@@ -107,9 +105,7 @@ def run_worker(
         outbox.send(LoadFailed(str(error)))
         return
     except Exception as error:  # a broken install must reach the user as a message, not a dead process
-        outbox.send(
-            LoadFailed(f"Loading the {settings.engine.engine} engine failed: {type(error).__name__}: {error}")
-        )
+        outbox.send(LoadFailed(f"Loading the {settings.engine.engine} engine failed: {type(error).__name__}: {error}"))
         return
     outbox.send(Ready(engine.info, time.monotonic() - began))
 
@@ -236,8 +232,6 @@ class _Encoder:
                 write_atomically(Path(task.image_path), data)
             except Exception as error:
                 logging.getLogger(__name__).exception("encoding failed", extra={"task_id": task.task_id})
-                self._outbox.send(
-                    Failed(task.task_id, time.time(), "encoding", f"{type(error).__name__}: {error}")
-                )
+                self._outbox.send(Failed(task.task_id, time.time(), "encoding", f"{type(error).__name__}: {error}"))
                 continue
             self._outbox.send(Finished(task.task_id, time.time(), len(data), time.monotonic() - began))

@@ -34,11 +34,7 @@ def describe_exit(exitcode: int | None) -> str:
         return "the worker process vanished"
     if exitcode < 0:
         name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else str(-exitcode)
-        hint = (
-            " (likely out of memory: the kernel's OOM killer sends SIGKILL)"
-            if -exitcode == signal.SIGKILL
-            else ""
-        )
+        hint = " (likely out of memory: the kernel's OOM killer sends SIGKILL)" if -exitcode == signal.SIGKILL else ""
         return f"the worker process was killed by {name}{hint}"
     return f"the worker process exited with code {exitcode}"
 

@@ -112,21 +112,15 @@ def _digest(*parts: object) -> bytes:
 
 def _jitter(params: GenerationParams) -> float:
     """A deterministic factor within ±NOISE: same task, same time."""
-    value = int.from_bytes(
-        _digest("time", params.prompt, params.seed, params.width, params.height)[:4], "big"
-    )
+    value = int.from_bytes(_digest("time", params.prompt, params.seed, params.width, params.height)[:4], "big")
     return 1.0 + NOISE * (2.0 * value / 0xFFFFFFFF - 1.0)
 
 
 def render(params: GenerationParams) -> Image.Image:
     """The finished picture: colours and shapes from the prompt, their arrangement from the seed."""
     width, height = params.width, params.height
-    palette = (
-        np.frombuffer(_digest("palette", params.prompt)[:12], dtype=np.uint8).reshape(4, 3).astype(np.float32)
-    )
-    shape = (
-        np.frombuffer(_digest("shape", params.prompt, params.seed), dtype=np.uint8).astype(np.float32) / 255.0
-    )
+    palette = np.frombuffer(_digest("palette", params.prompt)[:12], dtype=np.uint8).reshape(4, 3).astype(np.float32)
+    shape = np.frombuffer(_digest("shape", params.prompt, params.seed), dtype=np.uint8).astype(np.float32) / 255.0
 
     y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
     x = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
@@ -161,9 +155,7 @@ def _caption(image: Image.Image, params: GenerationParams) -> None:
 
 def _noise_image(params: GenerationParams) -> np.ndarray:
     rng = np.random.default_rng(int.from_bytes(_digest("noise", params.seed)[:8], "big"))
-    small = rng.integers(
-        0, 256, size=(max(params.height // 16, 1), max(params.width // 16, 1), 3), dtype=np.uint8
-    )
+    small = rng.integers(0, 256, size=(max(params.height // 16, 1), max(params.width // 16, 1), 3), dtype=np.uint8)
     return small
 
 
