@@ -1,0 +1,39 @@
+"""The server never substitutes an engine: a missing mflux or unloadable weights are said plainly."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+import server
+from tests.support.server_process import wait_for
+
+
+def test_missing_mflux_stops_the_server_with_instructions(monkeypatch, capsys, tmp_path):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mflux" else real_find_spec(name, *a)
+    )
+    assert server.main(["--engine", "mflux", "--data-dir", str(tmp_path)]) == 2
+    message = capsys.readouterr().err
+    assert "mflux package, which is not installed" in message
+    assert "pip install" in message
+    assert "--engine demo" in message
+
+
+@pytest.mark.mflux
+def test_unloadable_weights_are_reported_and_generation_refused(server_factory):
+    pytest.importorskip("mflux")
+    server = server_factory("--model", "schnell", "-q", "8", engine="mflux", env={"HF_HUB_OFFLINE": "1"}, start=False)
+    server.start(wait_ready=False)
+    health = wait_for(lambda: server.get("/api/health").json().get("error") and server.get("/api/health"), 120)
+    assert health.status_code == 503
+    health = health.json()
+    assert "schnell" in health["error"]
+    assert health["model_loaded"] is False
+    refused = server.post("/api/generate", json={"prompt": "a cat"})
+    assert refused.status_code == 503
+    assert refused.json()["message"] == health["error"]
+    assert "demo" not in server.get("/api/info").json()["label"]
+    server.wait_for_log("not restarting the worker")
