@@ -50,6 +50,7 @@ class Supervisor:
         self._process: SpawnProcess | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
+        self._alive = False
         self.restarts = 0
         self.halted_reason: str | None = None
 
@@ -62,8 +63,8 @@ class Supervisor:
 
     @property
     def alive(self) -> bool:
-        process = self._process
-        return process is not None and process.is_alive()
+        # Tracked, not asked of the process: only the supervising thread may reap it (waitpid races otherwise).
+        return self._alive
 
     @property
     def pid(self) -> int | None:
@@ -83,7 +84,8 @@ class Supervisor:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Let the worker finish encoding and exit; force it after `timeout` seconds."""
-        self._stopping.set()
+        with self._send_lock:
+            self._stopping.set()
         self._table.request_stop()
         with self._send_lock:
             if self._inbox is not None:
@@ -91,17 +93,18 @@ class Supervisor:
                     self._inbox.send(Shutdown())
                 except (OSError, ValueError):
                     pass
+        # The supervising thread joins the worker; a second joiner here would race it for the exit status.
+        if not self._thread.is_alive():
+            return
+        self._thread.join(timeout)
         process = self._process
-        if process is not None:
-            process.join(timeout)
-            if process.is_alive():
-                log.warning("worker did not stop within %.0f s; terminating it", timeout)
-                process.terminate()
-                process.join(5)
-            if process.is_alive():
+        if self._thread.is_alive() and process is not None:
+            log.warning("worker did not stop within %.0f s; terminating it", timeout)
+            process.terminate()
+            self._thread.join(5)
+            if self._thread.is_alive():
                 process.kill()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+                self._thread.join(5)
 
     # -- the supervising thread --------------------------------------------------------------------------
 
@@ -117,11 +120,14 @@ class Supervisor:
         self._table.reset()
         self._table.request_stop(self._stopping.is_set())
         process.start()
+        self._alive = True
         # The child holds its own copies; closing ours lets EOF reach each side when the other dies.
         inbox_reader.close()
         outbox_writer.close()
         with self._send_lock:
             self._inbox, self._process = inbox_writer, process
+            if self._stopping.is_set():  # stop() ran while we were spawning: it could not tell this worker
+                inbox_writer.send(Shutdown())
         log.info("worker process %d started", process.pid)
         return process, outbox_reader
 
@@ -131,6 +137,7 @@ class Supervisor:
             process, outbox = self._spawn()
             was_ready, load_error = self._relay(process, outbox)
             process.join()
+            self._alive = False
             with self._send_lock:
                 self._inbox.close()
                 self._inbox = None
@@ -150,7 +157,10 @@ class Supervisor:
                 return
             boot_failures = 0 if was_ready else boot_failures + 1
             if boot_failures >= BOOT_FAILURES_BEFORE_HALT:
-                self.halted_reason = f"the worker died {boot_failures} times while loading the engine"
+                self.halted_reason = (  # the cause belongs in /api/health, not only in the log
+                    f"the worker died {boot_failures} times while loading the engine; "
+                    f"last time {describe_exit(process.exitcode)}"
+                )
                 log.error("%s; not restarting it", self.halted_reason)
                 return
             self.restarts += 1

@@ -1,0 +1,96 @@
+"""Request schemas of the AUTOMATIC1111-compatible /sdapi/v1 endpoints (A1111's field names and defaults)."""
+
+from __future__ import annotations
+
+from flask import current_app
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+from api.schemas import _text_problem, limits
+from taskqueue.service import MAX_SEED
+
+
+class Txt2ImgSchema(Schema):
+    """The fields we use, plus the common ones clients send that are accepted and ignored (and echoed back)."""
+
+    class Meta:
+        # Clients send much more (SillyTavern even forwards its own `url` and `auth`): ignore what is unknown.
+        unknown = EXCLUDE
+
+    prompt = fields.String(required=True, metadata={"example": "a lighthouse at dusk"})
+    negative_prompt = fields.String(load_default="", allow_none=True, metadata={"description": "For models with it."})
+    seed = fields.Integer(
+        load_default=-1,
+        allow_none=True,
+        metadata={"description": "-1: random. Image i of a batch gets seed + i, as in A1111."},
+    )
+    steps = fields.Integer(
+        load_default=None, allow_none=True, metadata={"description": "Absent: the model's default (not A1111's 50)."}
+    )
+    # Absent: 512 as in A1111 (or --max-side, if smaller).
+    width = fields.Integer(load_default=None, metadata={"description": "Rounded down to a multiple of 16."})
+    height = fields.Integer(load_default=None, metadata={"description": "Rounded down to a multiple of 16."})
+    cfg_scale = fields.Float(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(0.0, 30.0),
+        metadata={"description": "Used as the model's guidance (ignored by models without it); absent: its default."},
+    )
+    batch_size = fields.Integer(
+        load_default=1, validate=validate.Range(1), metadata={"description": "Images per batch."}
+    )
+    n_iter = fields.Integer(load_default=1, validate=validate.Range(1), metadata={"description": "Batches."})
+    send_images = fields.Boolean(load_default=True)
+    save_images = fields.Boolean(load_default=False, metadata={"description": "Ignored."})
+    sampler_name = fields.String(load_default=None, allow_none=True, metadata={"description": "Ignored."})
+    sampler_index = fields.String(load_default=None, allow_none=True, metadata={"description": "Ignored."})
+    scheduler = fields.String(load_default=None, allow_none=True, metadata={"description": "Ignored."})
+    styles = fields.List(fields.String(), load_default=None, allow_none=True, metadata={"description": "Ignored."})
+    restore_faces = fields.Boolean(load_default=None, allow_none=True, metadata={"description": "Ignored."})
+    tiling = fields.Boolean(load_default=None, allow_none=True, metadata={"description": "Ignored."})
+    enable_hr = fields.Boolean(load_default=False, allow_none=True, metadata={"description": "Ignored (no hires fix)."})
+    denoising_strength = fields.Float(load_default=None, allow_none=True, metadata={"description": "Ignored."})
+    override_settings = fields.Dict(load_default=None, allow_none=True, metadata={"description": "Ignored."})
+
+    @validates_schema
+    def _within_limits(self, data: dict, **kwargs) -> None:
+        limit = limits()
+        errors: dict[str, list[str]] = {}
+        prompt = data.get("prompt")
+        if prompt is not None and not prompt.strip():
+            errors["prompt"] = ["Must not be empty."]
+        elif prompt is not None and (problem := _text_problem(prompt, limit["max_prompt_chars"])):
+            errors["prompt"] = [problem]
+        negative = data.get("negative_prompt")
+        if negative and (problem := _text_problem(negative, limit["max_prompt_chars"])):
+            errors["negative_prompt"] = [problem]
+        seed = data.get("seed")
+        if seed is not None and seed != -1 and not 0 <= seed <= MAX_SEED:
+            errors["seed"] = [f"Must be between 0 and {MAX_SEED}, or -1 for a random seed."]
+        for side in ("width", "height"):
+            value = data.get(side)
+            if value is not None and not limit["min_side"] <= value <= limit["max_side"]:
+                errors[side] = [f"Must be between {limit['min_side']} and {limit['max_side']} pixels."]
+        steps = data.get("steps")
+        if steps is not None and not 1 <= steps <= limit["max_steps"]:
+            errors["steps"] = [f"Must be between 1 and {limit['max_steps']}."]
+        cap = current_app.config["MFLUX_MAX_IMAGES_PER_REQUEST"]
+        count = (data.get("batch_size") or 1) * (data.get("n_iter") or 1)
+        if count > cap:
+            errors["batch_size"] = [f"batch_size × n_iter is {count}; this server makes at most {cap} per request."]
+        if errors:
+            raise ValidationError(errors)
+
+
+class ProgressArgsSchema(Schema):
+    skip_current_image = fields.Boolean(load_default=False, metadata={"description": "Leave out current_image."})
+
+
+class OptionsSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE  # A1111 has hundreds of options; none of the others means anything here
+
+    sd_model_checkpoint = fields.String(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Must name the loaded model (title, name or hash)."},
+    )

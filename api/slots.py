@@ -1,0 +1,92 @@
+"""Requests that hold a server thread for long: event streams and blocking generation calls.
+
+Waitress serves each request on one of a fixed pool of threads (`--threads`). An open event stream, or an
+OpenAI/AUTOMATIC1111 call waiting for its images, pins its thread for as long as it lasts; without a cap, a
+dozen such clients would leave none for the short requests (status polls, image fetches, the web UI). So they
+share a smaller number of slots, and beyond that are refused with 503 at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from flask import Flask, current_app, request
+
+from api.context import client_id, service
+from taskqueue.service import GenerationRequest
+from taskqueue.tasks import Task
+
+EXTENSION = "mflux_server.held_requests"
+RETRY_AFTER_SECONDS = 5
+
+
+class NoFreeSlot(Exception):
+    """Every slot for long-held requests is taken; the message says what to do instead."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The server already holds {limit} long-running requests (event streams and blocking generation "
+            f"calls), the most it allows beside short ones; try again in a few seconds, or poll /api/status."
+        )
+        self.limit = limit
+        self.retry_after_seconds = RETRY_AFTER_SECONDS
+
+
+class HeldRequests:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._held = 0
+
+    @property
+    def held(self) -> int:
+        return self._held
+
+    def acquire(self) -> None:
+        """Take a slot, or raise `NoFreeSlot`."""
+        with self._lock:
+            if self._held >= self.limit:
+                raise NoFreeSlot(self.limit)
+            self._held += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._held = max(self._held - 1, 0)
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+
+def init_app(app: Flask) -> None:
+    app.extensions[EXTENSION] = HeldRequests(max(1, int(app.config["MFLUX_MAX_HELD_REQUESTS"])))
+
+
+def held_requests() -> HeldRequests:
+    return current_app.extensions[EXTENSION]
+
+
+def client_disconnected() -> Callable[[], bool]:
+    """Whether this request's client has hung up, as waitress tells it (needs `channel_request_lookahead`).
+
+    Waitress only notices a closed connection while a request runs if it keeps reading from the socket, which
+    it does when `channel_request_lookahead` > 0 (server.py sets it). Other WSGI servers: never "disconnected".
+    """
+    return request.environ.get("waitress.client_disconnected") or (lambda: False)
+
+
+def generate_and_wait(requests: Sequence[GenerationRequest]) -> list[Task]:
+    """Queue the images like any others and block until they have ended, as OpenAI and A1111 clients expect.
+
+    Holds one of the long-request slots meanwhile; a client that hangs up has its unfinished tasks cancelled.
+    """
+    tasks_service = service()
+    with held_requests().hold():
+        views = tasks_service.submit_all(requests, client=client_id())
+        return tasks_service.wait_final([view.task.id for view in views], cancelled=client_disconnected())

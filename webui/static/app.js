@@ -1,0 +1,1215 @@
+// The mflux-server web UI: one plain script, no build step, no third-party code, nothing fetched but the API.
+// A classic script rather than a module so that the page also works opened from a file.
+//
+// Requests go through one shared scheduler (at most 4 per second per tab, whatever the number of cards), which
+// backs off while the server is unreachable. Live progress comes from Server-Sent Events when the server offers
+// /api/events, else from gentle /api/status polling paced by the server's own forecast.
+
+"use strict";
+
+const MAX_SEED = 2 ** 32 - 1;
+const MAX_IMAGES = 16;
+const MIN_GAP_MS = 250; // ≥ 250 ms between request starts: never more than 4 requests per second per tab
+const QUEUE_EVERY_MS = 4000;
+const BACKOFF_FIRST_MS = 1000;
+const BACKOFF_MAX_MS = 10000;
+const MAX_STREAMS = 2; // EventSources held at once: browsers allow only 6 connections per host over HTTP/1.1
+const MAX_KEPT_CARDS = 200;
+const PREVIEW_MIN_SECONDS = 1; // no preview when the image is due sooner (see CardView.showPreview)
+const FINAL = new Set(["done", "failed", "cancelled", "gone"]);
+const STATUS_LABEL = {
+  waiting: "Waiting",
+  running: "Running",
+  done: "Done",
+  failed: "Failed",
+  cancelled: "Cancelled",
+  gone: "Gone",
+};
+
+const $ = (id) => document.getElementById(id);
+const now = () => performance.now();
+const clamp = (value, low, high) => Math.min(Math.max(value, low), high);
+
+// -- storage: everything survives a reload; a browser without localStorage still gets a working page ------------
+
+const storage = {
+  get(key, fallback) {
+    try {
+      const text = localStorage.getItem(key);
+      return text === null ? fallback : JSON.parse(text);
+    } catch {
+      return fallback;
+    }
+  },
+  set(key, value) {
+    try {
+      localStorage.setItem(key, JSON.stringify(value));
+    } catch {
+      // private mode or quota: the page keeps working, it just forgets on reload
+    }
+  },
+};
+
+// -- talking to the server -----------------------------------------------------------------------------------
+
+class NetworkError extends Error {}
+
+class ApiError extends Error {
+  constructor(status, message, body = {}, headers = null) {
+    super(message);
+    this.status = status;
+    this.body = body;
+    this.headers = headers;
+  }
+}
+
+const transient = (error) => error instanceof NetworkError || (error instanceof ApiError && error.status >= 500);
+
+function pageBase() {
+  // Served by the server (possibly behind a path prefix): its API sits next to the page. Opened from a file: the
+  // default local server.
+  if (location.protocol === "http:" || location.protocol === "https:") return new URL(".", location.href).href;
+  return "http://localhost:4030/";
+}
+
+function normaliseBase(text) {
+  const url = new URL(text.trim());
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new TypeError("not an http(s) address");
+  if (!url.pathname.endsWith("/")) url.pathname += "/";
+  url.search = "";
+  url.hash = "";
+  return url.href;
+}
+
+const api = {
+  base: pageBase(),
+  key: storage.get("mflux.apiKey", ""),
+  lastRequest: -Infinity,
+
+  url(path, query = {}, { withKey = false } = {}) {
+    const url = new URL(path, this.base);
+    for (const [name, value] of Object.entries(query)) {
+      for (const item of Array.isArray(value) ? value : [value]) {
+        if (item !== undefined && item !== null) url.searchParams.append(name, String(item));
+      }
+    }
+    // <img> and EventSource cannot send headers: the server also takes the key as a query parameter.
+    if (withKey && this.key) url.searchParams.set("api_key", this.key);
+    return url.href;
+  },
+
+  async request(path, { method = "GET", query = {}, body, raw = false } = {}) {
+    for (let attempt = 0; ; attempt++) {
+      const headers = { Accept: "application/json" };
+      if (body !== undefined) headers["Content-Type"] = "application/json";
+      if (this.key) headers.Authorization = `Bearer ${this.key}`;
+      this.lastRequest = now();
+      let response;
+      try {
+        response = await fetch(this.url(path, query), {
+          method,
+          headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+          cache: "no-store",
+        });
+      } catch (error) {
+        throw new NetworkError(`cannot reach the server (${error.message})`);
+      }
+      if (response.status === 401 && attempt === 0 && (await keyDialog.ask())) continue;
+      if (!response.ok) {
+        let payload = {};
+        try {
+          payload = await response.json();
+        } catch {
+          // not JSON (a proxy's error page): the status line says enough
+        }
+        const message = payload.message || `${response.status} ${response.statusText || "error"}`;
+        throw new ApiError(response.status, message, payload, response.headers);
+      }
+      return raw ? response : response.json();
+    }
+  },
+};
+
+// -- the API key dialog: asked once per 401, shared by every request that met it ------------------------------
+
+const keyDialog = {
+  pending: null,
+  declined: false,
+
+  ask({ force = false } = {}) {
+    if (this.pending) return this.pending;
+    if (this.declined && !force) return Promise.resolve(false);
+    const dialog = $("key-dialog");
+    const input = $("api-key");
+    input.value = api.key;
+    this.pending = new Promise((resolve) => {
+      dialog.addEventListener(
+        "close",
+        () => {
+          const entered = dialog.returnValue === "ok" && input.value.trim() !== "";
+          if (entered) {
+            api.key = input.value.trim();
+            storage.set("mflux.apiKey", api.key);
+            this.declined = false;
+            scheduler.resume();
+          } else {
+            this.declined = true;
+          }
+          this.pending = null;
+          resolve(entered);
+        },
+        { once: true },
+      );
+      dialog.returnValue = "";
+      dialog.showModal();
+      input.focus();
+    });
+    return this.pending;
+  },
+};
+
+// -- one scheduler for every request the page makes on its own --------------------------------------------------
+
+const scheduler = {
+  jobs: new Map(), // key -> { due, run }; run() resolves to the next delay in ms, or null when the job is over
+  backoff: 0,
+  pausedUntil: 0,
+  timer: 0,
+  busy: false,
+
+  add(key, run, delay = 0) {
+    this.jobs.set(key, { due: now() + delay, run });
+    this.wake();
+  },
+
+  remove(key) {
+    this.jobs.delete(key);
+  },
+
+  soon(key, delay) {
+    const job = this.jobs.get(key);
+    if (!job) return;
+    job.due = Math.min(job.due, now() + delay);
+    job.rush = Math.min(job.rush ?? Infinity, now() + delay); // kept if the job is running right now
+    this.wake();
+  },
+
+  postpone(key, delay) {
+    const job = this.jobs.get(key);
+    if (job) job.due = Math.max(job.due, now() + delay);
+  },
+
+  resume() {
+    this.pausedUntil = 0;
+    for (const job of this.jobs.values()) job.due = Math.min(job.due, now());
+    this.wake();
+  },
+
+  wake() {
+    if (this.busy) return; // the running job wakes the loop when it ends
+    clearTimeout(this.timer);
+    let due = Infinity;
+    for (const job of this.jobs.values()) due = Math.min(due, job.due);
+    if (!Number.isFinite(due)) return;
+    const at = Math.max(due, api.lastRequest + MIN_GAP_MS, this.pausedUntil);
+    if (!Number.isFinite(at)) return;
+    this.timer = setTimeout(() => this.tick(), Math.max(0, at - now()));
+  },
+
+  async tick() {
+    const start = now();
+    let key = null;
+    let job = null;
+    for (const [k, j] of this.jobs) {
+      if (j.due <= start && (!job || j.due < job.due)) [key, job] = [k, j];
+    }
+    if (!job || start < this.pausedUntil || start - api.lastRequest < MIN_GAP_MS) {
+      this.wake();
+      return;
+    }
+    this.busy = true;
+    job.rush = Infinity;
+    try {
+      const delay = await job.run();
+      this.backoff = 0;
+      connection.reachable();
+      if (this.jobs.get(key) === job) {
+        if (delay === null || delay === undefined) this.jobs.delete(key);
+        else job.due = Math.min(now() + delay, job.rush);
+      }
+    } catch (error) {
+      if (this.jobs.get(key) !== job) {
+        // removed while it ran: nothing to retry
+      } else if (transient(error)) {
+        // The server is down or restarting: everyone waits 1, 2, 4, … 10 s, then tries again.
+        this.backoff = this.backoff ? Math.min(this.backoff * 2, BACKOFF_MAX_MS) : BACKOFF_FIRST_MS;
+        this.pausedUntil = now() + this.backoff;
+        job.due = this.pausedUntil;
+        connection.unreachable(this.backoff, error);
+      } else if (error instanceof ApiError && error.status === 401) {
+        this.pausedUntil = Infinity; // until a key is entered (keyDialog → resume)
+        connection.needsKey();
+      } else {
+        job.due = now() + 5000; // an answer we did not expect: try again, slowly
+        announce(`Server error: ${error.message}`);
+      }
+    } finally {
+      this.busy = false;
+      this.wake();
+    }
+  },
+};
+
+// -- connection state, shown in the header ----------------------------------------------------------------------
+
+const connection = {
+  state: "unknown",
+  retryAt: 0,
+  summary: "",
+
+  reachable() {
+    if (this.state !== "online") {
+      if (this.state === "offline") announce("Server is back. Resuming.");
+      this.state = "online";
+    }
+    this.render();
+  },
+
+  unreachable(backoff, error) {
+    if (this.state !== "offline") announce("Server unreachable. Retrying.");
+    this.state = "offline";
+    this.retryAt = now() + backoff;
+    this.detail = error.message;
+    this.render();
+  },
+
+  needsKey() {
+    this.state = "key";
+    this.render();
+  },
+
+  render() {
+    const pill = $("server-pill");
+    pill.dataset.state = this.state;
+    let text = "connecting…";
+    if (this.state === "online") text = this.summary || "online";
+    if (this.state === "offline") {
+      const seconds = Math.max(0, Math.ceil((this.retryAt - now()) / 1000));
+      text = seconds > 0 ? `offline · retrying in ${seconds} s` : "offline · retrying…";
+    }
+    if (this.state === "key") text = "API key needed";
+    $("server-pill-text").textContent = text;
+    pill.title = this.state === "offline" ? this.detail || "" : api.base;
+  },
+};
+
+// -- what the server offers --------------------------------------------------------------------------------------
+
+const server = {
+  info: null,
+  streams: false, // /api/events exists
+  previews: false, // /api/preview exists and previews are on
+};
+
+async function loadInfo() {
+  const info = await api.request("api/info");
+  server.info = info;
+  applyInfo(info);
+  if (info.auth_required && !api.key) keyDialog.ask();
+  scheduler.add("probe", probeEndpoints, 0);
+  return null;
+}
+
+// Probe for the optional endpoints through the OpenAPI document: asking the endpoints themselves would log a 404
+// in the console of every visitor of a server without them.
+async function probeEndpoints() {
+  const info = server.info;
+  let paths = {};
+  try {
+    paths = (await api.request("openapi.json")).paths || {};
+  } catch (error) {
+    if (transient(error)) throw error;
+  }
+  server.streams = typeof EventSource === "function" && (info.events === true || "/api/events" in paths);
+  server.previews = Boolean(info.previews) && "/api/preview" in paths;
+  for (const card of cards.values()) if (!FINAL.has(card.status)) follow(card, 0);
+  return null;
+}
+
+function applyInfo(info) {
+  $("engine-label").textContent = info.label || `${info.engine} · ${info.model}`;
+  $("demo-badge").hidden = !info.demo;
+  for (const side of ["width", "height"]) {
+    $(side).min = info.min_side;
+    $(side).max = info.max_side;
+    $(side).step = info.size_step || 16;
+  }
+  $("steps").max = info.max_steps;
+  if (!form.stepsTouched) $("steps").value = info.default_steps;
+  form.summarise();
+  $("prompt").maxLength = info.max_prompt_chars;
+  for (const option of $("format").options) option.disabled = !info.formats.includes(option.value);
+  $("guidance").placeholder = `default ${info.default_guidance}`;
+  $("guidance").disabled = !info.guidance_adjustable;
+  $("negative-field").hidden = !info.supports_negative_prompt;
+}
+
+// -- cards: one per task ---------------------------------------------------------------------------------------
+
+const cards = new Map(); // task id -> card (plain data, persisted) with a non-enumerable view
+const streams = new Map(); // task id -> EventSource
+
+const PERSISTED = [
+  "id", "prompt", "negative_prompt", "seed", "width", "height", "steps", "guidance", "format", "quality",
+  "priority", "batch", "index", "status", "error",
+];
+
+function storageKey() {
+  return `mflux.cards:${api.base}`;
+}
+
+function saveCards() {
+  const kept = [...cards.values()].sort(byNewest).slice(0, MAX_KEPT_CARDS);
+  storage.set(storageKey(), kept.map((card) => Object.fromEntries(PERSISTED.map((name) => [name, card[name]]))));
+}
+
+function byNewest(a, b) {
+  return b.batch - a.batch || a.index - b.index;
+}
+
+function loadCards() {
+  for (const id of [...cards.keys()]) dropCard(id, { save: false });
+  const saved = storage.get(storageKey(), []);
+  if (!Array.isArray(saved)) return;
+  for (const data of saved.sort(byNewest)) {
+    if (data && typeof data.id === "string") addCard(data, { save: false, restored: true });
+  }
+  updateEmptyState();
+}
+
+function addCard(data, { save = true, restored = false } = {}) {
+  const card = { progress: null, wait: null, waitAt: 0, pos: null, ...data };
+  Object.defineProperty(card, "view", { value: new CardView(card), enumerable: false });
+  cards.set(card.id, card);
+  const list = $("cards");
+  if (restored) list.append(card.view.root);
+  else list.prepend(card.view.root);
+  card.view.render();
+  // Restored cards ask at once; a new one has just been answered, so its first poll waits for the forecast.
+  if (!FINAL.has(card.status)) follow(card, restored ? 0 : pollDelay(card));
+  if (save) saveCards();
+  updateEmptyState();
+  return card;
+}
+
+function dropCard(id, { save = true } = {}) {
+  const card = cards.get(id);
+  if (!card) return;
+  closeStream(id);
+  scheduler.remove(`card:${id}`);
+  card.view.root.remove();
+  cards.delete(id);
+  if (save) saveCards();
+  updateEmptyState();
+}
+
+function updateEmptyState() {
+  $("empty-state").hidden = cards.size > 0;
+  const active = [...cards.values()].filter((card) => !FINAL.has(card.status)).length;
+  $("results-count").textContent = cards.size ? `${cards.size}${active ? ` · ${active} in progress` : ""}` : "";
+  $("clear-finished").disabled = active === cards.size;
+  $("cancel-mine").disabled = active === 0;
+}
+
+// Apply what the server says about a task (a /api/status answer, a /api/tasks row, or an event).
+function applyStatus(card, status) {
+  const before = card.status;
+  if (status.status) card.status = status.status;
+  if ("pos" in status) card.pos = status.pos;
+  if (typeof status.wait_remaining === "number") {
+    card.wait = status.wait_remaining;
+    card.waitAt = now();
+  }
+  if ("progress" in status) card.progress = status.progress;
+  if ("error" in status) card.error = status.error;
+  if (FINAL.has(card.status)) {
+    card.cancelling = false;
+    closeStream(card.id);
+    scheduler.remove(`card:${card.id}`);
+  }
+  card.view.render();
+  if (card.status !== before) {
+    if (card.status === "running") {
+      // One task runs at a time: another card of ours still shown running has most likely finished.
+      for (const other of cards.values()) if (other !== card && other.status === "running") scheduler.soon(`card:${other.id}`, 0);
+    }
+    if (FINAL.has(card.status)) {
+      scheduler.soon("queue", 250); // the queue panel should not show it running for seconds more
+      saveCards();
+      updateEmptyState();
+      announceFinal(card);
+      promoteStream();
+    }
+  }
+}
+
+function announceFinal(card) {
+  const what = `Image seed ${card.seed}`;
+  if (card.status === "done") announce(`${what} is ready.`);
+  if (card.status === "failed") announce(`${what} failed: ${card.error || "unknown error"}`);
+  if (card.status === "cancelled") announce(`${what} was cancelled.`);
+}
+
+// How long until the next /api/status of a task: paced by the server's forecast, never hammering.
+function pollDelay(card) {
+  let seconds;
+  if (card.cancelling) seconds = 0.3;
+  else if (card.status === "running") seconds = clamp((card.wait ?? 1) / 2, 0.5, 1);
+  else seconds = clamp((card.wait ?? 2) / 4, 0.5, 5);
+  if (document.hidden) seconds = Math.max(seconds, 5);
+  return seconds * 1000;
+}
+
+// Follow a task: by its event stream when a stream slot is free, else by polling. Opening a stream is a request
+// like any other, so it also waits for its turn in the scheduler.
+function follow(card, delay = pollDelay(card)) {
+  if (FINAL.has(card.status) || streams.has(card.id)) return;
+  scheduler.add(`card:${card.id}`, () => pollCard(card), canStream(card) ? 0 : delay);
+}
+
+async function pollCard(card) {
+  if (!cards.has(card.id) || FINAL.has(card.status)) return null;
+  if (!card.pollFirst && openStream(card)) return null;
+  card.pollFirst = false;
+  try {
+    applyStatus(card, await api.request("api/status", { query: { task_id: card.id } }));
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      applyStatus(card, { status: "gone", error: "The server no longer knows this task (expired or reset)." });
+      return null;
+    }
+    throw error;
+  }
+  if (FINAL.has(card.status)) return null;
+  return canStream(card) ? 0 : pollDelay(card);
+}
+
+// -- Server-Sent Events, for a few cards at a time ---------------------------------------------------------------
+
+function canStream(card) {
+  if (!server.streams || streams.has(card.id) || streams.size >= MAX_STREAMS) return false;
+  return !FINAL.has(card.status) && (card.streamFailures || 0) < 3;
+}
+
+function openStream(card) {
+  if (!canStream(card)) return false;
+  api.lastRequest = now();
+  const source = new EventSource(api.url("api/events", { task_id: card.id }, { withKey: true }));
+  streams.set(card.id, source);
+  scheduler.remove(`card:${card.id}`);
+  const on = (type, handle) =>
+    source.addEventListener(type, (event) => {
+      let data = {};
+      try {
+        data = JSON.parse(event.data || "{}");
+      } catch {
+        // an event without a JSON body still tells its type
+      }
+      handle(data);
+    });
+  source.addEventListener("open", () => {
+    card.streamFailures = 0;
+    connection.reachable();
+  });
+  on("queued", (d) => applyStatus(card, { status: "waiting", pos: d.pos, wait_remaining: d.wait_remaining }));
+  on("progress", (d) =>
+    applyStatus(card, { status: "running", progress: { step: d.step, steps: d.steps }, wait_remaining: d.wait_remaining }),
+  );
+  on("preview", () => card.view.showPreview());
+  on("done", () => applyStatus(card, { status: "done", error: null }));
+  on("failed", (d) => applyStatus(card, { status: "failed", error: d.error || "failed" }));
+  on("cancelled", () => applyStatus(card, { status: "cancelled" }));
+  source.addEventListener("error", () => {
+    if (streams.get(card.id) !== source) return;
+    // Closed by the server after a final event we missed, a network error, or a broken endpoint: a status poll
+    // through the scheduler (with its backoff) finds out which, and reopens the stream if it should. A card
+    // whose stream keeps failing while the server answers stays with polling.
+    closeStream(card.id);
+    card.streamFailures = (card.streamFailures || 0) + 1;
+    card.pollFirst = true;
+    scheduler.add(`card:${card.id}`, () => pollCard(card), 0);
+  });
+  return true;
+}
+
+function closeStream(id) {
+  const source = streams.get(id);
+  if (!source) return;
+  source.close();
+  streams.delete(id);
+}
+
+function promoteStream() {
+  if (!server.streams) return;
+  const candidates = [...cards.values()]
+    .filter((card) => !FINAL.has(card.status) && !streams.has(card.id))
+    .sort((a, b) => (a.status === "running" ? -1 : 0) - (b.status === "running" ? -1 : 0) || (a.pos ?? 1e9) - (b.pos ?? 1e9));
+  for (const card of candidates.slice(0, MAX_STREAMS - streams.size)) scheduler.soon(`card:${card.id}`, 0);
+}
+
+// -- a card's DOM ---------------------------------------------------------------------------------------------
+
+function element(tag, attributes = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "text") node.textContent = value;
+    else if (name === "class") node.className = value;
+    else if (value !== false && value !== null && value !== undefined) node.setAttribute(name, value === true ? "" : value);
+  }
+  node.append(...children);
+  return node;
+}
+
+// Small line icons (inline: the page loads nothing from elsewhere). The text beside them names every button.
+const ICONS = {
+  stop: '<rect x="4" y="4" width="8" height="8" rx="1.5"/>',
+  download: '<path d="M8 2.5v7.5M4.5 6.5 8 10l3.5-3.5M3 13.5h10"/>',
+  expand: '<path d="M2.5 6V2.5H6M10 2.5h3.5V6M13.5 10v3.5H10M6 13.5H2.5V10"/>',
+  again: '<path d="M13 8a5 5 0 1 1-1.46-3.54M13.2 2.3v2.9h-2.9"/>',
+  edit: '<path d="M10.5 2.5l3 3L6 13H3v-3z"/>',
+  close: '<path d="M4 4l8 8M12 4l-8 8"/>',
+};
+
+function icon(name) {
+  const span = element("span", { class: "icon-svg", "aria-hidden": "true" });
+  span.innerHTML =
+    '<svg viewBox="0 0 16 16" width="16" height="16" fill="none" stroke="currentColor" stroke-width="1.7" ' +
+    `stroke-linecap="round" stroke-linejoin="round">${ICONS[name]}</svg>`;
+  return span;
+}
+
+function button(label, onClick, attributes = {}, iconName = null) {
+  const content = iconName ? [icon(iconName), element("span", { class: "label", text: label })] : [label];
+  const node = element("button", { type: "button", class: "button small", ...attributes }, content);
+  node.addEventListener("click", onClick);
+  return node;
+}
+
+function formatSeconds(seconds) {
+  if (!Number.isFinite(seconds)) return "";
+  if (seconds < 1) return "<1 s";
+  if (seconds < 60) return `${Math.round(seconds)} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min ${Math.round(seconds % 60)} s`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+function slug(text) {
+  return (
+    text
+      .toLowerCase()
+      .normalize("NFKD")
+      .replace(/[^a-z0-9]+/g, "-")
+      .replace(/^-|-$/g, "")
+      .slice(0, 40) || "image"
+  );
+}
+
+function imageUrl(card) {
+  return api.url("api/image", { task_id: card.id, delete: "false" }, { withKey: true });
+}
+
+function fileName(card) {
+  return `${slug(card.prompt)}-${card.seed}.${{ JPEG: "jpg", PNG: "png", WEBP: "webp" }[card.format] || "jpg"}`;
+}
+
+class CardView {
+  constructor(card) {
+    this.card = card;
+    const title = `seed ${card.seed}`;
+    this.chip = element("span", { class: "chip" });
+    this.placeholder = element("div", { class: "placeholder", "aria-hidden": "true" });
+    this.preview = element("img", { class: "preview", alt: "", hidden: true, decoding: "async" });
+    this.image = element("img", { class: "result", alt: `${card.prompt} (${title})`, decoding: "async" });
+    this.openButton = element("button", { type: "button", class: "media-button", hidden: true, "aria-label": `Open full size: ${title}` }, [this.image]);
+    this.openButton.addEventListener("click", () => lightbox.open(card));
+    this.image.addEventListener("load", () => {
+      this.imageFailures = 0;
+      this.root.classList.add("loaded");
+    });
+    this.image.addEventListener("error", () => {
+      if (!this.image.getAttribute("src")) return;
+      // The server may be restarting: ask about the task (through the scheduler, so with its backoff) and try
+      // again; only a few failures in a row while the server answers mean the image is really gone.
+      this.imageFailures = (this.imageFailures || 0) + 1;
+      if (this.imageFailures > 3) {
+        this.imageError = "The image is no longer on the server.";
+        this.render();
+      } else {
+        scheduler.add(`image:${card.id}`, () => this.retryImage(), 0);
+      }
+    });
+    this.media = element("div", { class: "media" }, [this.placeholder, this.preview, this.openButton, this.chip]);
+    this.media.style.aspectRatio = `${card.width} / ${card.height}`;
+
+    this.bar = element("progress", { class: "bar", max: "1", "aria-label": `Progress, ${title}` });
+    this.statusText = element("p", { class: "status-text" });
+    this.prompt = element("p", { class: "prompt", title: card.prompt, text: card.prompt });
+    this.meta = element("p", { class: "meta" });
+
+    this.cancelButton = button("Cancel", () => cancelCard(card), { class: "button small cancel", "aria-label": `Cancel ${title}` }, "stop");
+    this.download = element("a", { class: "button small", download: fileName(card), "aria-label": `Download ${title}`, title: "Download" }, [
+      icon("download"), element("span", { class: "label", text: "Download" }),
+    ]);
+    this.download.addEventListener("click", (event) => downloadCrossOrigin(event, card));
+    this.fullButton = button("Full size", () => lightbox.open(card), { class: "button small full", "aria-label": `Full size ${title}`, title: "Full size" }, "expand");
+    this.againButton = button("New seed", () => resubmit(card), {
+      "aria-label": `Same prompt, new seed (from ${title})`,
+      title: "Same prompt and settings, a new random seed",
+    }, "again");
+    this.reuseButton = button("Edit", () => form.fill(card), {
+      "aria-label": `Edit: put the settings of ${title} in the form`,
+      title: "Put this prompt and its settings in the form",
+    }, "edit");
+    this.removeButton = button("", () => dropCard(card.id), { class: "remove", "aria-label": `Remove ${title} from this page`, title: "Remove" }, "close");
+    this.media.append(this.removeButton);
+    this.actions = element("div", { class: "actions" }, [
+      this.cancelButton, this.download, this.fullButton, this.againButton, this.reuseButton,
+    ]);
+    const body = element("div", { class: "body" }, [this.bar, this.statusText, this.prompt, this.meta, this.actions]);
+    this.root = element("li", { class: "card", "data-task-id": card.id }, [this.media, body]);
+  }
+
+  async retryImage() {
+    const card = this.card;
+    if (!cards.has(card.id)) return null;
+    let status;
+    try {
+      status = await api.request("api/status", { query: { task_id: card.id } });
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) throw error;
+      applyStatus(card, { status: "gone", error: "The server no longer knows this task (expired or reset)." });
+      return null;
+    }
+    if (status.status === "done") this.image.src = api.url("api/image", { task_id: card.id, delete: "false", try: this.imageFailures }, { withKey: true });
+    else applyStatus(card, status);
+    return null;
+  }
+
+  showPreview() {
+    const card = this.card;
+    if (!server.previews || card.status !== "running") return;
+    // The server forgets a preview when its task ends: one asked for in the task's last second would often
+    // answer 404 (an error in the console), and the finished image is about to replace it anyway.
+    const left = card.wait - (now() - card.waitAt) / 1000;
+    if (!(left > PREVIEW_MIN_SECONDS) || (card.progress && card.progress.step >= card.progress.steps)) return;
+    // Load off-screen first so a slow or missing preview never blanks the one on show.
+    const next = new Image();
+    next.addEventListener("load", () => {
+      if (this.card.status !== "running") return;
+      this.preview.src = next.src;
+      this.preview.hidden = false;
+    });
+    this.previewCount = (this.previewCount || 0) + 1;
+    next.src = api.url("api/preview", { task_id: this.card.id, n: this.previewCount }, { withKey: true });
+  }
+
+  render() {
+    const card = this.card;
+    const status = card.cancelling && !FINAL.has(card.status) ? "cancelling" : card.status;
+    this.root.dataset.status = card.status;
+    this.chip.textContent = status === "cancelling" ? "Cancelling" : STATUS_LABEL[card.status] || card.status;
+    this.meta.textContent = [
+      `seed ${card.seed}`, `${card.width}×${card.height}`, `${card.steps} steps`, card.format, card.priority ? "priority" : "",
+    ].filter(Boolean).join(" · ");
+
+    const done = card.status === "done";
+    if (done && !this.image.getAttribute("src")) {
+      this.image.src = imageUrl(card);
+      this.download.href = imageUrl(card);
+    }
+    this.openButton.hidden = !done || Boolean(this.imageError);
+    if (card.status !== "running") this.preview.hidden = true;
+
+    const active = !FINAL.has(card.status);
+    this.bar.hidden = !active;
+    this.cancelButton.hidden = !active;
+    this.cancelButton.disabled = Boolean(card.cancelling);
+    this.download.hidden = !done || Boolean(this.imageError);
+    this.fullButton.hidden = !done || Boolean(this.imageError);
+    this.againButton.hidden = active;
+    this.removeButton.hidden = active;
+
+    const progress = card.progress;
+    if (card.status === "running" && progress && progress.steps) {
+      this.bar.max = progress.steps;
+      this.bar.value = progress.step;
+    } else if (done) {
+      this.bar.max = 1;
+      this.bar.value = 1;
+    } else {
+      this.bar.removeAttribute("value"); // indeterminate while waiting or starting
+    }
+    this.renderText();
+  }
+
+  // Also called every second, to count down between updates from the server.
+  renderText() {
+    const card = this.card;
+    const left = card.wait === null ? NaN : Math.max(card.wait - (now() - card.waitAt) / 1000, 0);
+    const eta = Number.isFinite(left) ? `~${formatSeconds(left)}` : "";
+    let text;
+    switch (card.status) {
+      case "waiting":
+        text = [card.pos === null || card.pos === undefined ? "In queue" : `#${card.pos + 1} in queue`, eta];
+        break;
+      case "running":
+        text = card.progress && card.progress.step > 0
+          ? [`Step ${card.progress.step}/${card.progress.steps}`, eta && `${eta} left`]
+          : ["Starting", eta && `${eta} left`];
+        break;
+      case "done":
+        text = [this.imageError || "Done"];
+        break;
+      case "failed":
+        text = [card.error || "Failed"];
+        break;
+      case "cancelled":
+        text = ["Cancelled"];
+        break;
+      default:
+        text = [card.error || card.status];
+    }
+    if (card.cancelling && !FINAL.has(card.status)) text = ["Cancelling…"];
+    const line = text.filter(Boolean).join(" · ");
+    if (this.statusText.textContent !== line) this.statusText.textContent = line;
+    this.bar.setAttribute("aria-valuetext", line);
+  }
+}
+
+// -- card actions ----------------------------------------------------------------------------------------------
+
+async function cancelCard(card) {
+  card.cancelling = true;
+  card.view.render();
+  try {
+    const answer = await api.request("api/cancel", { query: { task_id: card.id } });
+    applyStatus(card, { status: answer.status });
+    // A running task stops at its next step: keep following it until the server says it is over.
+    if (!FINAL.has(card.status) && !streams.has(card.id)) follow(card, 300);
+  } catch (error) {
+    card.cancelling = false;
+    card.view.render();
+    if (error instanceof ApiError && error.status === 404) applyStatus(card, { status: "gone", error: error.message });
+    else announce(`Could not cancel: ${error.message}`);
+  }
+}
+
+async function downloadCrossOrigin(event, card) {
+  // <a download> only works for the page's own origin; from a file or another host, fetch the bytes instead.
+  if (new URL(card.view.download.href).origin === location.origin) return;
+  event.preventDefault();
+  try {
+    const response = await api.request("api/image", { query: { task_id: card.id, delete: "false" }, raw: true });
+    const url = URL.createObjectURL(await response.blob());
+    const link = element("a", { href: url, download: fileName(card) });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (error) {
+    announce(`Download failed: ${error.message}`);
+  }
+}
+
+function resubmit(card) {
+  const params = Object.fromEntries(
+    ["prompt", "negative_prompt", "width", "height", "steps", "guidance", "format", "quality", "priority"].map((n) => [n, card[n]]),
+  );
+  submit(params, 1, randomSeed(1));
+}
+
+const lightbox = {
+  open(card) {
+    const dialog = $("lightbox");
+    const url = imageUrl(card);
+    $("lightbox-image").src = url;
+    $("lightbox-image").alt = `${card.prompt} (seed ${card.seed})`;
+    $("lightbox-caption").textContent = `${card.prompt} · seed ${card.seed} · ${card.width}×${card.height}`;
+    $("lightbox-open").href = url;
+    this.returnFocus = document.activeElement;
+    dialog.showModal();
+  },
+  init() {
+    const dialog = $("lightbox");
+    // A click on the backdrop (the dialog itself, outside its content) closes it.
+    dialog.addEventListener("click", (event) => {
+      if (event.target === dialog) dialog.close();
+    });
+    dialog.addEventListener("close", () => {
+      $("lightbox-image").removeAttribute("src");
+      if (this.returnFocus && this.returnFocus.focus) this.returnFocus.focus();
+    });
+  },
+};
+
+// -- the queue panel: what the server does for everyone ---------------------------------------------------------
+
+async function refreshQueue() {
+  if (document.hidden) return null; // picked up again when the tab is visible
+  const response = await api.request("api/tasks", { query: { limit: 50, status: ["running", "waiting"] }, raw: true });
+  const tasks = await response.json();
+  const total = Number(response.headers.get("X-Total-Count") ?? tasks.length);
+  renderQueue(tasks, total);
+  // The listing is also fresh news about our own waiting cards: no need to ask for them one by one soon.
+  for (const task of tasks) {
+    const card = cards.get(task.task_id);
+    if (card && !FINAL.has(card.status) && !streams.has(card.id) && !card.cancelling) {
+      applyStatus(card, task);
+      scheduler.postpone(`card:${card.id}`, pollDelay(card));
+    }
+  }
+  return QUEUE_EVERY_MS;
+}
+
+function renderQueue(tasks, total) {
+  const running = tasks.filter((task) => task.status === "running").length;
+  const waiting = Math.max(total - running, 0);
+  connection.summary = total ? `online · ${running} running · ${waiting} waiting` : "online · idle";
+  connection.render();
+  $("queue-summary").textContent = total > tasks.length ? `showing ${tasks.length} of ${total}` : "";
+  $("queue-empty").hidden = tasks.length > 0;
+  $("queue-table").hidden = tasks.length === 0;
+  const rows = tasks.map((task) => {
+    const mine = cards.has(task.task_id);
+    const progress = task.progress;
+    const steps = task.status === "running" && progress ? `${progress.step}/${progress.steps}` : String(task.steps);
+    const where = task.status === "running" ? "▶" : String((task.pos ?? 0) + 1);
+    const who = mine ? element("span", { class: "tag", text: "you" }) : "";
+    const status = element("td", {}, [element("span", { class: `state state-${task.status}`, text: task.status }), " ", who]);
+    const row = element("tr", { class: mine ? "mine" : "" }, [
+      element("td", { text: where }),
+      status,
+      element("td", { text: `${task.width}×${task.height}` }),
+      element("td", { text: steps }),
+      element("td", { text: `~${formatSeconds(task.wait_remaining)}` }),
+    ]);
+    row.title = mine ? `Yours: ${task.prompt}` : "";
+    return row;
+  });
+  $("queue-body").replaceChildren(...rows);
+}
+
+// -- the form ----------------------------------------------------------------------------------------------------
+
+function randomSeed(count) {
+  const value = crypto.getRandomValues(new Uint32Array(1))[0];
+  return value % (MAX_SEED - count + 2); // room for seeds n … n+count-1
+}
+
+const FORM_FIELDS = ["size-preset", "width", "height", "count", "seed", "seed-random", "format", "quality", "priority", "guidance", "negative-prompt", "prompt"];
+
+const form = {
+  stepsTouched: false,
+
+  init() {
+    const saved = storage.get("mflux.form", {});
+    for (const id of FORM_FIELDS) {
+      if (!(id in saved)) continue;
+      const input = $(id);
+      if (input.type === "checkbox") input.checked = Boolean(saved[id]);
+      else input.value = saved[id];
+    }
+    $("size-preset").addEventListener("change", () => this.presetChanged());
+    for (const id of ["width", "height"]) $(id).addEventListener("input", () => this.matchPreset());
+    $("seed-random").addEventListener("change", () => this.sync());
+    $("format").addEventListener("change", () => this.sync());
+    $("steps").addEventListener("input", () => (this.stepsTouched = true));
+    $("generate-form").addEventListener("input", () => this.save());
+    $("generate-form").addEventListener("change", () => this.save());
+    // On a phone the options start folded, so the prompt and Generate fit on the first screen.
+    $("options").open = !matchMedia("(max-width: 600px)").matches;
+    $("prompt").addEventListener("keydown", (event) => {
+      // Enter generates; Shift+Enter is a new line; never while an input method is composing a character.
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        $("generate-form").requestSubmit();
+      }
+    });
+    $("generate-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.submit();
+    });
+    this.matchPreset();
+    this.sync();
+  },
+
+  save() {
+    this.summarise();
+    const values = {};
+    for (const id of FORM_FIELDS) values[id] = $(id).type === "checkbox" ? $(id).checked : $(id).value;
+    storage.set("mflux.form", values);
+  },
+
+  presetChanged() {
+    const value = $("size-preset").value;
+    if (value !== "custom") {
+      const [width, height] = value.split("x");
+      $("width").value = width;
+      $("height").value = height;
+    } else {
+      $("width").focus();
+    }
+  },
+
+  matchPreset() {
+    const key = `${$("width").value}x${$("height").value}`;
+    const preset = [...$("size-preset").options].find((option) => option.value === key);
+    $("size-preset").value = preset ? key : "custom";
+  },
+
+  sync() {
+    $("seed").disabled = $("seed-random").checked;
+    $("quality").disabled = $("format").value === "PNG";
+    this.summarise();
+  },
+
+  // The closed options still say what they are set to.
+  summarise() {
+    const format = $("format").value;
+    $("options-summary").textContent = [
+      `${$("width").value}×${$("height").value}`,
+      `${$("steps").value} steps`,
+      $("seed-random").checked ? "random seed" : `seed ${$("seed").value}`,
+      format === "PNG" ? format : `${format} ${$("quality").value}`,
+      $("priority").checked ? "priority" : "",
+    ].filter(Boolean).join(" · ");
+  },
+
+  fill(card) {
+    $("prompt").value = card.prompt;
+    $("negative-prompt").value = card.negative_prompt || "";
+    $("width").value = card.width;
+    $("height").value = card.height;
+    $("steps").value = card.steps;
+    this.stepsTouched = true;
+    $("format").value = card.format;
+    $("quality").value = card.quality;
+    $("priority").checked = Boolean(card.priority);
+    $("guidance").value = card.guidance ?? "";
+    $("seed").value = card.seed;
+    $("seed-random").checked = false;
+    this.matchPreset();
+    this.sync();
+    this.save();
+    $("prompt").focus();
+    announce("Settings copied to the form.");
+  },
+
+  // Read and check the form; on a problem, say which field and put the focus there.
+  read() {
+    const fail = (id, message) => {
+      this.message(message);
+      $(id).focus();
+      return null;
+    };
+    const info = server.info || { min_side: 64, max_side: 2560, max_steps: 100 };
+    const integer = (id) => (/^\s*\d+\s*$/.test($(id).value) ? Number($(id).value) : NaN);
+    const prompt = $("prompt").value.trim();
+    if (!prompt) return fail("prompt", "Write a prompt first.");
+    const values = { prompt };
+    for (const side of ["width", "height"]) {
+      const value = integer(side);
+      if (!(value >= info.min_side && value <= info.max_side)) {
+        return fail(side, `${side[0].toUpperCase() + side.slice(1)} must be between ${info.min_side} and ${info.max_side}.`);
+      }
+      values[side] = value;
+    }
+    const steps = integer("steps");
+    if (!(steps >= 1 && steps <= info.max_steps)) return fail("steps", `Steps must be between 1 and ${info.max_steps}.`);
+    values.steps = steps;
+    const count = integer("count");
+    if (!(count >= 1 && count <= MAX_IMAGES)) return fail("count", `Number of images must be between 1 and ${MAX_IMAGES}.`);
+    let seed = null;
+    if (!$("seed-random").checked) {
+      seed = integer("seed");
+      if (!(seed >= 0 && seed <= MAX_SEED - count + 1)) {
+        return fail("seed", `Seed must be between 0 and ${MAX_SEED - count + 1} for ${count} image(s).`);
+      }
+    }
+    values.format = $("format").value;
+    const quality = integer("quality");
+    if (values.format !== "PNG" && !(quality >= 1 && quality <= 100)) return fail("quality", "Quality must be between 1 and 100.");
+    values.quality = quality || 90;
+    values.priority = $("priority").checked;
+    const guidance = $("guidance").value.trim();
+    if (guidance && !$("guidance").disabled) {
+      const number = Number(guidance);
+      if (!(number >= 0 && number <= 30)) return fail("guidance", "Guidance must be between 0 and 30.");
+      values.guidance = number;
+    }
+    const negative = $("negative-prompt").value.trim();
+    if (negative && !$("negative-field").hidden) values.negative_prompt = negative;
+    return { values, count, seed: seed ?? randomSeed(count) };
+  },
+
+  message(text) {
+    $("form-message").textContent = text;
+  },
+
+  async submit() {
+    this.message("");
+    const read = this.read();
+    if (!read) return;
+    const generate = $("generate");
+    generate.disabled = true;
+    generate.textContent = read.count > 1 ? `Queuing ${read.count}…` : "Queuing…";
+    try {
+      await submit(read.values, read.count, read.seed);
+    } finally {
+      generate.disabled = false;
+      generate.textContent = "Generate";
+    }
+  },
+};
+
+// Queue `count` tasks with seeds seed, seed+1, …; a card appears for each as soon as the server accepts it.
+async function submit(values, count, seed) {
+  const batch = Date.now();
+  let queued = 0;
+  try {
+    for (let index = 0; index < count; index++) {
+      const body = { ...values, seed: seed + index };
+      const answer = await api.request("api/generate", { method: "POST", body });
+      // Newest batch first, a batch in seed order: each new card goes right after its predecessor.
+      const previous = [...cards.values()].find((c) => c.batch === batch && c.index === index - 1);
+      const card = addCard({
+        ...body,
+        id: answer.task_id,
+        seed: answer.seed,
+        width: answer.width,
+        height: answer.height,
+        steps: answer.steps,
+        guidance: answer.guidance,
+        status: answer.status,
+        error: null,
+        wait: answer.expected_time_seconds,
+        waitAt: now(),
+        batch,
+        index,
+      }, { save: false });
+      if (previous) previous.view.root.after(card.view.root);
+      queued++;
+    }
+    saveCards();
+    announce(queued === 1 ? "1 image queued." : `${queued} images queued.`);
+  } catch (error) {
+    saveCards();
+    let text = error.message;
+    if (error instanceof NetworkError) text = "Cannot reach the server. Is it running? (Server address is in the header.)";
+    if (error instanceof ApiError && error.status === 429) {
+      const after = error.headers && error.headers.get("Retry-After");
+      text = `The queue is full${after ? `; try again in ${after} s` : ""}. ${error.message}`;
+    }
+    form.message(queued ? `Queued ${queued} of ${count}. ${text}` : text);
+    return;
+  }
+  scheduler.add("queue", refreshQueue, 300); // show the new tasks in the queue panel soon
+}
+
+// -- page-wide controls ------------------------------------------------------------------------------------------
+
+function announce(text) {
+  const region = $("announcer");
+  region.textContent = "";
+  // A new text node in a later frame makes screen readers speak a repeated message too.
+  requestAnimationFrame(() => (region.textContent = text));
+}
+
+function clearFinished() {
+  const finished = [...cards.values()].filter((card) => FINAL.has(card.status));
+  for (const card of finished) dropCard(card.id, { save: false });
+  saveCards();
+  announce(finished.length === 1 ? "Removed 1 finished card." : `Removed ${finished.length} finished cards.`);
+}
+
+async function cancelMine() {
+  const active = [...cards.values()].filter((card) => !FINAL.has(card.status));
+  for (const card of active) await cancelCard(card);
+}
+
+function connectTo(base) {
+  for (const id of [...streams.keys()]) closeStream(id);
+  scheduler.jobs.clear();
+  scheduler.backoff = 0;
+  scheduler.pausedUntil = 0;
+  api.base = base;
+  server.info = null;
+  server.streams = false;
+  connection.state = "unknown";
+  connection.summary = "";
+  connection.render();
+  // The engine label and the queue first, then the restored cards (ties go to the job added first).
+  scheduler.add("info", loadInfo, 0);
+  scheduler.add("queue", refreshQueue, 0);
+  loadCards();
+}
+
+function initServerSettings() {
+  const saved = storage.get("mflux.server", "");
+  $("server-url").value = saved;
+  $("server-url").placeholder = pageBase().replace(/\/$/, "");
+  $("server-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = $("server-url").value.trim();
+    let base = pageBase();
+    if (text) {
+      try {
+        base = normaliseBase(text);
+      } catch {
+        $("server-url").setCustomValidity("An http:// or https:// address");
+        $("server-url").reportValidity();
+        return;
+      }
+    }
+    $("server-url").setCustomValidity("");
+    storage.set("mflux.server", text);
+    $("server-settings").open = false;
+    connectTo(base);
+    announce(`Connecting to ${base}`);
+  });
+  $("api-key-button").addEventListener("click", () => keyDialog.ask({ force: true }));
+  $("key-cancel").addEventListener("click", () => $("key-dialog").close("cancel"));
+  if (saved) {
+    try {
+      return normaliseBase(saved);
+    } catch {
+      // a stored address that no longer parses: fall back to the page's server
+    }
+  }
+  return pageBase();
+}
+
+function init() {
+  form.init();
+  lightbox.init();
+  $("clear-finished").addEventListener("click", clearFinished);
+  $("cancel-mine").addEventListener("click", cancelMine);
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) {
+      scheduler.add("queue", refreshQueue, 0);
+      for (const card of cards.values()) scheduler.soon(`card:${card.id}`, 0);
+    }
+  });
+  // One timer for every countdown on the page; it makes no requests.
+  setInterval(() => {
+    for (const card of cards.values()) if (!FINAL.has(card.status)) card.view.renderText();
+    if (connection.state === "offline") connection.render();
+  }, 1000);
+  connectTo(initServerSettings());
+}
+
+// Loaded with `defer` this runs after parsing; the file:// fallback loads it later, possibly before.
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+else init();
