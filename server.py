@@ -15,6 +15,8 @@ import platformdirs
 import waitress
 
 from api import create_app
+from api.auth import exposure_warning
+from api.serving import waitress_options
 from taskqueue.service import ServiceSettings, TaskService
 from worker.engines.base import ENGINE_NAMES, EngineConfig
 
@@ -40,12 +42,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--demo-speed", type=float, default=1.0, help="demo engine: divide its modelled durations by this")
     add("--data-dir", type=Path, default=Path(platformdirs.user_data_dir("mflux-server")), help="tasks and images")
     add("--threads", type=int, default=16, help="HTTP worker threads")
+    add("--api-key", default=None, help="require this key on /api, /v1, /sdapi (better: env MFLUX_SERVER_API_KEY)")
+    add("--cors-origins", default="*", help="origins browsers may call the API from, space or comma separated")
+    add("--max-images-per-request", type=int, default=4, help="most images one OpenAI or A1111 call may ask for")
     add("--max-side", type=int, default=2560, help="largest width or height accepted, in pixels")
     add("--max-steps", type=int, default=100, help="most denoising steps accepted")
     add("--max-waiting", type=int, default=10_000, help="most waiting tasks overall (more: 429)")
     add("--max-waiting-per-client", type=int, default=1_000, help="most waiting tasks per client (more: 429)")
     add("--retention-hours", type=float, default=24.0, help="forget unfetched images and finished tasks after this")
     add("--max-stored-images", type=int, default=1000, help="most unfetched images kept; the oldest go first")
+    add("--max-stored-mb", type=float, default=2048, help="most megabytes of unfetched images kept (0: no limit)")
+    add("--housekeeping-seconds", type=float, default=60, help="how often expired tasks and images are removed")
     add("--no-previews", dest="previews", action="store_false", help="do not render previews of running tasks")
     add("--log-prompts", action="store_true", help="log prompt text (by default only its length)")
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -87,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=args.data_dir, engine=engine, previews=args.previews, max_waiting_tasks=args.max_waiting,
         max_waiting_per_client=args.max_waiting_per_client, retention_seconds=args.retention_hours * 3600,
         max_stored_images=args.max_stored_images, log_prompts=args.log_prompts,
+        max_stored_bytes=round(args.max_stored_mb * 1e6) if args.max_stored_mb > 0 else None,
+        housekeeping_interval=args.housekeeping_seconds,
     )  # fmt: skip
     try:
         service = TaskService(settings)
@@ -94,13 +103,26 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot start: %s", error)
         return 2
     limits = {"min_side": 64, "max_side": args.max_side, "max_steps": args.max_steps, "max_prompt_chars": 4000}
-    app = create_app({"MFLUX_LIMITS": limits}, service=service)
-    server = waitress.create_server(
-        app, host=args.host, port=args.port, threads=args.threads, channel_timeout=60, ident="mflux-server"
-    )
+    api_key = args.api_key or os.environ.get("MFLUX_SERVER_API_KEY") or None
+    config = {
+        "MFLUX_LIMITS": limits,
+        "MFLUX_API_KEY": api_key,
+        "MFLUX_CORS_ORIGINS": args.cors_origins,
+        # Event streams and blocking OpenAI/A1111 calls each hold a thread: keep a few for everything else.
+        "MFLUX_MAX_HELD_REQUESTS": max(1, args.threads - 4),
+        "MFLUX_MAX_IMAGES_PER_REQUEST": args.max_images_per_request,
+    }
+    app = create_app(config, service=service)
+    # Limits and timeouts against slow and stuck clients, each explained in api/serving.py.
+    options = waitress_options(args.threads, app.config["MAX_CONTENT_LENGTH"])
+    server = waitress.create_server(app, host=args.host, port=args.port, **options)
     service.start()
     log.info("engine: %s; data in %s", service.info.label, args.data_dir)
     log.info("listening on http://%s:%s (pid %d)", args.host, server.effective_port, os.getpid())
+    if api_key:
+        log.info("an API key is required on /api, /v1 and /sdapi")
+    elif warning := exposure_warning(args.host, api_key):
+        log.warning("%s", warning)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.run()

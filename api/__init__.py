@@ -8,9 +8,11 @@ from typing import Any
 from flask import Flask
 from flask_cors import CORS
 
-from api import images, pages, system, tasks
+from api import a1111, auth, compat, events, images, metrics, openai, pages, previews, slots, system, tasks
 from api.context import EXTENSION
 from api.errors import JsonApi, register_domain_errors
+from api.fast_status import StatusFastPath
+from api.schemas import document_limits
 from taskqueue.service import TaskService
 
 __version__ = "0.1.0"
@@ -36,6 +38,9 @@ class DefaultConfig:
     MFLUX_LIMITS = {"min_side": 64, "max_side": 2560, "max_steps": 100, "max_prompt_chars": 4000}
     MFLUX_CORS_ORIGINS = "*"  # as the original: its web UI may be opened from a file or another host
     MFLUX_API_KEY = None
+    MFLUX_MAX_HELD_REQUESTS = 12  # open event streams + blocking generation calls; server.py: --threads - 4
+    MFLUX_MAX_IMAGES_PER_REQUEST = 4  # n of /v1/images/generations, batch_size x n_iter of /sdapi/v1/txt2img
+    MFLUX_SSE_KEEPALIVE_SECONDS = 15.0
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, service: TaskService) -> Flask:
@@ -47,10 +52,17 @@ def create_app(config: Mapping[str, Any] | None = None, *, service: TaskService)
     app.json.sort_keys = False
     app.extensions[EXTENSION] = service
 
-    CORS(app, origins=app.config["MFLUX_CORS_ORIGINS"], expose_headers=["X-Total-Count", "Retry-After"])
+    origins = auth.parse_origins(app.config["MFLUX_CORS_ORIGINS"])
+    CORS(app, origins=origins, expose_headers=["X-Total-Count", "Retry-After"])
     api = JsonApi(app)
-    for blueprint in (tasks.blp, images.blp, system.blp):
+    for blueprint in (tasks.blp, images.blp, system.blp, events.blp, previews.blp, openai.blp, a1111.blp):
         api.register_blueprint(blueprint)
+    metrics.init_app(app, api)
+    document_limits(api.spec.components.schemas, app.config["MFLUX_LIMITS"])
     register_domain_errors(app)
+    auth.init_app(app, api)
+    slots.init_app(app)
     app.register_blueprint(pages.blp)
+    compat.init_app(app, api)
+    app.wsgi_app = StatusFastPath(app)  # last: the hottest request, without Flask's cost (api/fast_status.py)
     return app

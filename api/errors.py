@@ -8,7 +8,15 @@ from flask import Flask, jsonify
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
-from taskqueue.errors import EngineUnavailable, ImageNotAvailable, QueueError, QueueFull, TaskNotFound
+from api.schemas import ErrorSchema
+from taskqueue.errors import (
+    EngineUnavailable,
+    ImageNotAvailable,
+    QueueError,
+    QueueFull,
+    StorageUnavailable,
+    TaskNotFound,
+)
 
 # The one place that decides which status code a domain error becomes.
 DOMAIN_STATUS: dict[type[QueueError], int] = {
@@ -16,6 +24,7 @@ DOMAIN_STATUS: dict[type[QueueError], int] = {
     ImageNotAvailable: 404,
     QueueFull: 429,
     EngineUnavailable: 503,
+    StorageUnavailable: 503,
 }
 
 
@@ -45,8 +54,13 @@ def describe_validation_errors(errors: dict) -> str:
 
 
 class JsonApi(Api):
+    ERROR_SCHEMA = ErrorSchema
+
     def handle_http_exception(self, error: HTTPException):
         payload, code, headers = super().handle_http_exception(error)
+        # smorest drops the exception's own headers; 405 must keep `Allow` (RFC 9110), 413/416 theirs.
+        own = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+        headers = {**own, **(headers or {})}  # webargs passes headers=None
         if "message" not in payload:
             if "errors" in payload:
                 payload["message"] = describe_validation_errors(payload["errors"])

@@ -30,3 +30,7 @@ class QueueFull(QueueError):
 
 class EngineUnavailable(QueueError):
     """The engine could not be loaded; new work is refused with the reason and how to fix it."""
+
+
+class StorageUnavailable(QueueError):
+    """The data directory cannot be read or written right now (disk full, unmounted, replaced)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -48,6 +49,12 @@ class ImageFiles:
 def write_atomically(path: Path, data: bytes) -> None:
     """Readers see the whole file or none: write beside it, then rename over it."""
     partial = path.with_name(path.name + TEMP_SUFFIX)
-    with open(partial, "wb") as handle:
-        handle.write(data)
-    os.replace(partial, path)
+    try:
+        with open(partial, "wb") as handle:
+            handle.write(data)
+        os.replace(partial, path)
+    except BaseException:
+        # A half-written file on a full disk would keep it full: give its space back before reporting.
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise

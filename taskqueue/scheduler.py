@@ -11,9 +11,11 @@ import threading
 import time
 from typing import Protocol
 
-from taskqueue.forecast import Forecaster, Observation
+from taskqueue.forecast import MEGAPIXEL, Forecaster, Observation, Workload
 from taskqueue.images import ImageFiles
+from taskqueue.metrics import QueueMetrics
 from taskqueue.store import TaskStore
+from taskqueue.tasks import Task, TaskStatus
 from worker.engines.base import EngineInfo
 from worker.protocol import (
     Cancelled,
@@ -63,6 +65,7 @@ class Scheduler:
         forecaster: Forecaster,
         info: EngineInfo,
         max_attempts: int = 2,
+        metrics: QueueMetrics | None = None,
     ) -> None:
         self._store = store
         self._images = images
@@ -73,11 +76,13 @@ class Scheduler:
         self._ready = False
         self._stopping = False
         self._engine_task: str | None = None
+        self._engine_claim: Task | None = None  # the task last handed to the engine, as claimed
         self._learn_next = False
         self.info = info
         self.load_error: str | None = None
         self.changes = ChangeFeed()
         self.outcomes: dict[str, int] = {}
+        self.metrics = metrics or QueueMetrics()
 
     def attach(self, sink: TaskSink) -> None:
         self._sink = sink
@@ -91,6 +96,12 @@ class Scheduler:
         """The task holding the engine (None while it is idle or loading)."""
         return self._engine_task
 
+    @property
+    def engine_claim(self) -> Task | None:
+        """The task holding the engine as it was claimed (its parameters never change), without a store read."""
+        task = self._engine_claim
+        return task if task is not None and task.id == self._engine_task else None
+
     def stopping(self) -> None:
         with self._lock:
             self._stopping = True
@@ -100,14 +111,28 @@ class Scheduler:
         with self._lock:
             if not self._ready or self._engine_task is not None or self._stopping or self._sink is None:
                 return
+            if not self._may_start_next():
+                return
             task = self._store.claim_next()
             if task is None:
                 return
-            self._engine_task = task.id
+            self._engine_task, self._engine_claim = task.id, task
             image_path = str(self._images.path(task.id, task.output.format))
+            # Logged before the worker has it, so that this line comes before the task's next one.
+            log.info("task %s running (attempt %d)", task.id, task.attempts, extra={"task_id": task.id})
             self._sink.submit(Submit(task.id, task.params, task.output, image_path))
-        log.info("task %s running (attempt %d)", task.id, task.attempts, extra={"task_id": task.id})
         self.changes.changed()
+
+    def _may_start_next(self) -> bool:
+        """A task re-run after a worker death runs alone in the worker: it starts once the images before it are
+        stored, and the next task once its own is. If the worker dies again, the blame is then its alone.
+        Beside other tasks, each death counted an attempt against them all, and a task that was being encoded
+        during both deaths was failed for another task's fault."""
+        in_worker = self._store.running()  # the engine is free here: these are being encoded
+        if any(task.attempts > 1 for task in in_worker):
+            return False
+        upcoming, _ = self._store.listed((TaskStatus.WAITING,), 1, 0)
+        return not (upcoming and upcoming[0].attempts > 0 and in_worker)
 
     # -- the worker's messages ---------------------------------------------------------------------------
 
@@ -136,26 +161,36 @@ class Scheduler:
         self._store.mark_started(message.task_id, message.at)
 
     def _on_rendered(self, message: Rendered) -> None:
-        task = self._store.get(message.task_id)
-        self._store.mark_rendered(message.task_id, message.at)
         with self._lock:
             learn, self._learn_next = self._learn_next, True
-            self._engine_task = None
-        if task is not None and learn:
-            self._forecaster.record(
-                Observation(task.params.pixels / 1048576, task.params.steps, message.engine_seconds)
-            )
-        self.dispatch()
+            self._engine_task = None  # first: the engine is free even if the store cannot record it (disk full)
+        self.dispatch()  # before the bookkeeping and learning below: the engine waits for none of it
+        task = self._store.get(message.task_id)
+        self._store.mark_rendered(message.task_id, message.at)
+        if task is not None:
+            p = task.params
+            forecast = self._forecaster.model.seconds(Workload.of(p.width, p.height, p.steps))  # before learning
+            self.metrics.task_rendered(forecast, message.engine_seconds, message.step_seconds)
+            log.debug(
+                "task %s rendered in %.2f s (forecast %.2f s)", task.id, message.engine_seconds, forecast,
+                extra={"task_id": task.id},
+            )  # fmt: skip
+            if learn:
+                self._forecaster.record(Observation(p.pixels / MEGAPIXEL, p.steps, message.engine_seconds))
 
     def _on_finished(self, message: Finished) -> None:
         task = self._store.get(message.task_id)
         if task is None or not self._store.mark_done(message.task_id, message.at, message.image_bytes):
             if task is not None:  # cancelled while it was being encoded: nobody wants the image
                 self._images.delete(task.id, task.output.format)
+                log.debug("task %s: image discarded, cancelled meanwhile", task.id, extra={"task_id": task.id})
+            self.dispatch()  # a re-run's image was the last thing in the worker: the next task may start
             return
-        self._forecaster.encode.record(task.output.format.value, task.params.pixels / 1048576, message.encode_seconds)
+        self._forecaster.encode.record(task.output.format.value, task.params.pixels / MEGAPIXEL, message.encode_seconds)
+        self.metrics.latency_seconds.observe(max(message.at - task.submitted_at, 0.0))
         self._count("done")
         log.info("task %s done (%d bytes)", task.id, message.image_bytes, extra={"task_id": task.id})
+        self.dispatch()  # see _may_start_next
 
     def _on_failed(self, message: Failed) -> None:
         if self._store.mark_failed(message.task_id, message.at, f"{message.kind} failed: {message.message}"):
@@ -164,14 +199,16 @@ class Scheduler:
         if message.kind == "generation":
             with self._lock:
                 self._engine_task = None
-            self.dispatch()
+        self.dispatch()  # an encoding failure may end a re-run's turn alone in the worker
 
     def _on_cancelled(self, message: Cancelled) -> None:
         with self._lock:
             stopping = self._stopping
             self._engine_task = None
         if stopping:  # abandoned for shutdown, not by a client: it runs again after the restart
-            self._store.requeue(message.task_id, count_attempt=False)
+            if self._store.requeue(message.task_id, count_attempt=False):
+                log.info("task %s waiting again: the server is stopping", message.task_id,
+                         extra={"task_id": message.task_id})  # fmt: skip
         else:
             log.info("task %s stopped mid-generation", message.task_id, extra={"task_id": message.task_id})
         self.dispatch()
@@ -184,7 +221,9 @@ class Scheduler:
         reason = describe_exit(exitcode)
         for task in self._store.running():
             if stopping or task.started_at is None:
-                self._store.requeue(task.id, count_attempt=False)
+                if self._store.requeue(task.id, count_attempt=False):
+                    why = "the server is stopping" if stopping else f"it had not started: {reason}"
+                    log.info("task %s waiting again: %s", task.id, why, extra={"task_id": task.id})
             elif task.attempts >= self._max_attempts:
                 error = f"{reason} while running this task, {task.attempts} times; not retrying it"
                 self._store.mark_failed(task.id, time.time(), error)
@@ -193,8 +232,10 @@ class Scheduler:
             else:
                 # The death may have nothing to do with this task (memory pressure from elsewhere): run it again.
                 self._store.requeue(task.id, count_attempt=True)
+                self.metrics.retried.inc()
                 log.warning("task %s will run again: %s", task.id, reason, extra={"task_id": task.id})
         self.changes.changed()
 
     def _count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        self.metrics.task_finished(outcome)

@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sqlite3
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taskqueue.errors import EngineUnavailable, ImageNotAvailable, QueueFull, TaskNotFound
+from taskqueue.errors import (
+    EngineUnavailable,
+    ImageNotAvailable,
+    QueueError,
+    QueueFull,
+    StorageUnavailable,
+    TaskNotFound,
+)
 from taskqueue.forecast import HISTORY_SIZE, MEGAPIXEL, CostModel, Forecaster, Workload, remaining_seconds
 from taskqueue.images import ImageFiles
+from taskqueue.metrics import QueueMetrics
 from taskqueue.scheduler import Scheduler
 from taskqueue.store import NewTask, TaskStore
 from taskqueue.tasks import TASK_ID_PATTERN, GenerationParams, ImageFormat, OutputSpec, Task, TaskStatus
@@ -26,6 +36,7 @@ from worker.supervisor import Supervisor
 
 log = logging.getLogger("taskqueue")
 
+MEMO_SIZE = 10_000  # most tasks' status answers memoized per version of the change feed
 MAX_SEED = 2**32 - 1  # mflux seeds mx.random with it; keep it in the range every engine accepts
 
 
@@ -39,7 +50,8 @@ class ServiceSettings:
     max_waiting_per_client: int = 10_000
     retention_seconds: float = 24 * 3600.0  # unfetched images and finished tasks are forgotten after this
     max_stored_images: int = 1000
-    housekeeping_interval: float = 60.0
+    max_stored_bytes: int | None = None  # unfetched images' total size; None: only the count is capped
+    housekeeping_interval: float = 60.0  # seconds between retention sweeps (the first runs at start)
     log_prompts: bool = False
 
 
@@ -81,8 +93,12 @@ class TaskService:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         data_dir = settings.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = TaskStore(data_dir / "tasks.sqlite3")
+        require_writable(data_dir)
+        require_writable(data_dir / "images", "image directory")
+        try:
+            self.store = TaskStore(data_dir / "tasks.sqlite3")
+        except sqlite3.Error as error:
+            raise DataDirUnusable(f"cannot open the task database in {data_dir}: {error}") from error
         self.images = ImageFiles(data_dir / "images")
         self.preview_path = data_dir / "preview.jpg"
         info = describe_engine(settings.engine)
@@ -93,7 +109,10 @@ class TaskService:
             self.store.observations(self._engine_key, HISTORY_SIZE),
             persist=lambda observation: self.store.add_observation(self._engine_key, observation),
         )
-        self.scheduler = Scheduler(self.store, self.images, self.forecaster, info, settings.max_attempts)
+        self.metrics = QueueMetrics()
+        self.scheduler = Scheduler(
+            self.store, self.images, self.forecaster, info, settings.max_attempts, metrics=self.metrics
+        )
         self.table = StatusTable(Supervisor.context())
         worker_settings = WorkerSettings(
             engine=settings.engine,
@@ -102,6 +121,7 @@ class TaskService:
         )
         self.supervisor = Supervisor(worker_settings, self.table, self.scheduler)
         self.scheduler.attach(self.supervisor)
+        self._memo = _StoreMemo(-1)
         self._stop = threading.Event()
         self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
 
@@ -117,6 +137,10 @@ class TaskService:
         )
         if recovery.requeued:
             log.warning("re-queued %d task(s) interrupted by the last shutdown", len(recovery.requeued))
+        for task_id in recovery.requeued:
+            log.info("task %s waiting again: interrupted by the last shutdown", task_id, extra={"task_id": task_id})
+        for task_id in recovery.failed:
+            log.error("task %s failed: interrupted by too many shutdowns", task_id, extra={"task_id": task_id})
         kept = [(t.id, t.output.format) for t in self.store.unfetched_images()]
         removed = self.images.remove_orphans(kept)
         if removed:
@@ -137,6 +161,13 @@ class TaskService:
     def submit(self, request: GenerationRequest, client: str = "") -> TaskView:
         if self.scheduler.load_error is not None:
             raise EngineUnavailable(self.scheduler.load_error)
+        # A halted supervisor (the worker died while loading, twice) will never run anything: accepting work
+        # then meant tasks that waited forever behind a 200.
+        if self.supervisor.halted_reason is not None:
+            raise EngineUnavailable(
+                f"The engine is unavailable: {self.supervisor.halted_reason}; see the server's log, fix the cause"
+                " and restart the server."
+            )
         self._check_capacity(client)
         info = self.info
         params = GenerationParams(
@@ -156,9 +187,24 @@ class TaskService:
             task.id, params.width, params.height, params.steps, new.output.format.value,
             ", priority" if task.priority else "", shown, extra={"task_id": task.id},
         )  # fmt: skip
+        # Forecast first: once dispatched to an idle engine, the task would be counted twice, as the engine's
+        # current work and again as its own (a forecast of double the time).
+        view = self.view(task)
         self.scheduler.dispatch()
         self.scheduler.changes.changed()
-        return self.view(task)
+        return view
+
+    def submit_all(self, requests: Sequence[GenerationRequest], client: str = "") -> list[TaskView]:
+        """Queue several images as one unit: if one is refused, those already queued are cancelled again."""
+        views: list[TaskView] = []
+        try:
+            for request in requests:
+                views.append(self.submit(request, client))  # noqa: PERF401 (the partial list is rolled back)
+        except QueueError:
+            for view in views:
+                self.cancel(view.task.id)
+            raise
+        return views
 
     @staticmethod
     def _guidance(requested: float | None, info: EngineInfo) -> float:
@@ -169,8 +215,10 @@ class TaskService:
     def _check_capacity(self, client: str) -> None:
         limit, per_client = self.settings.max_waiting_tasks, self.settings.max_waiting_per_client
         if self.store.count_waiting() >= limit:
+            log.info("refused a task from %s: %d tasks waiting, the limit", client or "-", limit)
             raise QueueFull(f"The queue is full ({limit} waiting tasks); try again later.", self._retry_after())
         if client and self.store.count_waiting(client) >= per_client:
+            log.info("refused a task from %s: it has %d tasks waiting, the limit per client", client, per_client)
             raise QueueFull(
                 f"You have {per_client} tasks waiting, the most one client may have; try again later.",
                 self._retry_after(),
@@ -188,7 +236,20 @@ class TaskService:
         return task
 
     def status(self, task_id: str) -> TaskView:
-        return self.view(self.task(task_id))
+        """What every waiting client polls, many times a second: answered from a memo of what the store held at
+        the current version of the change feed, so polling an unchanged queue costs no query."""
+        version = self.scheduler.changes.version  # read before the store: a change after this empties the memo
+        memo = self._memo
+        if memo.version != version:
+            memo = self._memo = _StoreMemo(version)
+        found = memo.tasks.get(task_id)
+        if found is None:
+            task = self.task(task_id)
+            found = memo.remember(task, self.store.ahead_of(task) if task.status is TaskStatus.WAITING else None)
+        task, ahead = found
+        if ahead is not None:
+            return self._waiting_views([task], time.time(), ahead)[0]
+        return self._settled_view(task, time.time())
 
     def view(self, task: Task) -> TaskView:
         if task.status is TaskStatus.WAITING:
@@ -225,14 +286,14 @@ class TaskService:
         remaining = remaining_seconds(self.forecaster.model, work, live.live_progress() if live else None, now)
         return TaskView(task, 0, 0, remaining + encode, progress, live.preview_count if live else 0)
 
-    def _waiting_views(self, tasks: list[Task], now: float) -> list[TaskView]:
-        """Waiting tasks in queue order; the work ahead of each is summed once, then carried forward."""
+    def _waiting_views(self, tasks: list[Task], now: float, ahead: Workload | None = None) -> list[TaskView]:
+        """Waiting tasks in queue order; the work ahead of each is summed once (unless given), then carried forward."""
         if not tasks:
             return []
         model = self.forecaster.model
         engine_busy = self.scheduler.engine_task is not None
         engine_left = self._engine_remaining(now)
-        ahead = self.store.ahead_of(tasks[0])
+        ahead = self.store.ahead_of(tasks[0]) if ahead is None else ahead
         views = []
         for task in tasks:
             own = Workload.of(task.params.width, task.params.height, task.params.steps)
@@ -247,7 +308,8 @@ class TaskService:
         task_id = self.scheduler.engine_task
         if task_id is None:
             return 0.0
-        task = self.store.get(task_id)
+        # Every status poll of a waiting task comes here: the claimed task spares a store read.
+        task = self.scheduler.engine_claim or self.store.get(task_id)
         if task is None:
             return 0.0
         return self._settled_view(task, now).wait_remaining - self.forecaster.encode.seconds(
@@ -266,13 +328,17 @@ class TaskService:
                 TaskStatus.CANCELLED: "was cancelled",
             }
             raise ImageNotAvailable(task_id, task.status.value, f"No image: task {task_id} {reasons[task.status]}.")
-        data = self.images.read(task_id, task.output.format) if task.fetched_at is None else None
+        try:
+            data = self.images.read(task_id, task.output.format) if task.fetched_at is None else None
+        except OSError as error:  # not "no such file": the directory itself is gone or unreadable
+            raise StorageUnavailable(f"The image of task {task_id} cannot be read now: {error.strerror}.") from error
         if data is None:
-            raise ImageNotAvailable(
-                task_id, task.status.value, f"The image of task {task_id} was already fetched and deleted."
-            )
+            # `error` on a done task says why its image went unfetched (see expire_old)
+            gone = f"was deleted: {task.error}" if task.error else "was already fetched and deleted"
+            raise ImageNotAvailable(task_id, task.status.value, f"The image of task {task_id} {gone}.")
         if delete and self.store.mark_fetched(task_id):
             self.images.delete(task_id, task.output.format)
+            log.info("task %s: image fetched and deleted", task_id, extra={"task_id": task_id})
         return data, task.output.format
 
     def preview(self, task_id: str) -> bytes | None:
@@ -298,6 +364,36 @@ class TaskService:
         self._cancelled([before])
         return before
 
+    def wait_final(
+        self,
+        task_ids: Sequence[str],
+        timeout: float | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+        check_every: float = 0.5,
+    ) -> list[Task]:
+        """Block until every task has ended (done, failed or cancelled) and return them, in the given order.
+
+        Wakes on the scheduler's change feed, not by polling the store. `cancelled` (e.g. "the client hung up")
+        raises no event, so it is asked at least every `check_every` seconds; once it is true, the tasks that
+        have not ended are cancelled. After `timeout` seconds the tasks are returned as they stand.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        changes = self.scheduler.changes
+        while True:
+            version = changes.version  # read before the tasks: a change in between ends the wait at once
+            tasks = [self.task(task_id) for task_id in task_ids]
+            unfinished = [task for task in tasks if not task.status.is_final]
+            if not unfinished:
+                return tasks
+            if cancelled():
+                for task in unfinished:
+                    self.cancel(task.id)
+                return [self.task(task_id) for task_id in task_ids]
+            wait = check_every if deadline is None else min(check_every, deadline - time.monotonic())
+            if wait <= 0:
+                return tasks
+            changes.wait(version, wait)
+
     def clear(self) -> list[Task]:
         cancelled = self.store.cancel_all()
         self._cancelled(cancelled)
@@ -308,21 +404,27 @@ class TaskService:
             if task.status is TaskStatus.RUNNING:
                 self.table.request_cancel(task.id)
             if task.status in (TaskStatus.WAITING, TaskStatus.RUNNING):
+                self.metrics.task_finished("cancelled")
                 log.info("task %s cancelled (was %s)", task.id, task.status.value, extra={"task_id": task.id})
         self.scheduler.changes.changed()
 
     # -- health ------------------------------------------------------------------------------------------
 
     def health(self) -> dict:
+        """ok: the worker is alive and its engine loaded or loading; otherwise `error` says why not."""
         counts = self.store.count_by_status()
+        alive = self.supervisor.alive
+        error = self.scheduler.load_error or self.supervisor.halted_reason
+        if error is None and not alive:
+            error = "the worker process is not running (it is being restarted, or the server is stopping)"
         return {
-            "ok": self.supervisor.alive and self.scheduler.load_error is None and self.supervisor.halted_reason is None,
-            "worker_alive": self.supervisor.alive,
+            "ok": error is None,
+            "worker_alive": alive,
             "worker_pid": self.supervisor.pid,
             "model_loaded": self.scheduler.ready,
             "engine": self.info.name,
             "model": self.info.model,
-            "error": self.scheduler.load_error or self.supervisor.halted_reason,
+            "error": error,
             "worker_restarts": self.supervisor.restarts,
             "waiting": counts.get("waiting", 0),
             "running": counts.get("running", 0),
@@ -331,21 +433,80 @@ class TaskService:
     # -- housekeeping ------------------------------------------------------------------------------------
 
     def _housekeeping(self) -> None:
-        while not self._stop.wait(self.settings.housekeeping_interval):
+        # The first sweep runs at once: a server restarted after days must not wait a period to clean up.
+        while True:
             try:
                 self.expire_old(time.time())
             except Exception:
                 log.exception("housekeeping failed")
+            if self._stop.wait(self.settings.housekeeping_interval):
+                return
 
     def expire_old(self, now: float) -> int:
-        """Forget finished tasks past retention and the oldest images beyond the stored-image limit."""
+        """Forget finished tasks past retention, then drop the oldest unfetched images beyond the stored-image
+        limits (count and bytes), so an unattended server cannot fill its disk. Returns how many went."""
         forgotten = self.store.expire(now - self.settings.retention_seconds)
-        unfetched = self.store.unfetched_images()
-        excess = unfetched[: max(len(unfetched) - self.settings.max_stored_images, 0)]
-        for task in excess:
-            if self.store.mark_fetched(task.id):
-                log.info("task %s: image dropped, over the stored-image limit", task.id, extra={"task_id": task.id})
-        for task in [*forgotten, *excess]:
+        for task in forgotten:
             if task.status is TaskStatus.DONE:
                 self.images.delete(task.id, task.output.format)
-        return len(forgotten) + len(excess)
+            log.debug("task %s forgotten: finished over the retention time ago", task.id, extra={"task_id": task.id})
+        if forgotten:
+            hours = self.settings.retention_seconds / 3600
+            log.info("forgot %d task(s) that finished over %g h ago", len(forgotten), hours)
+        dropped = 0
+        for task, reason in self._over_storage_limits(self.store.unfetched_images()):
+            if self.store.drop_image(task.id, reason):
+                self.images.delete(task.id, task.output.format)
+                dropped += 1
+                log.info("task %s: image deleted unfetched, %s", task.id, reason, extra={"task_id": task.id})
+        if forgotten or dropped:
+            self.scheduler.changes.changed()  # status answers are memoized per version of the feed
+        return len(forgotten) + dropped
+
+    def _over_storage_limits(self, unfetched: list[Task]) -> list[tuple[Task, str]]:
+        """The oldest of `unfetched` (oldest first) that must go for the rest to fit the limits, with why."""
+        count_limit, bytes_limit = self.settings.max_stored_images, self.settings.max_stored_bytes
+        count, total = len(unfetched), sum(task.image_bytes or 0 for task in unfetched)
+        excess = []
+        for task in unfetched:
+            if count > count_limit:
+                reason = f"over the limit of {count_limit} stored images"
+            elif bytes_limit is not None and total > bytes_limit:
+                reason = f"over the limit of {bytes_limit / 1e6:g} MB of stored images"
+            else:
+                break
+            excess.append((task, reason))
+            count, total = count - 1, total - (task.image_bytes or 0)
+        return excess
+
+
+@dataclass
+class _StoreMemo:
+    """Tasks, and the work queued ahead of each waiting one, as the store held them at one version of the
+    scheduler's change feed. Every change of a task's state bumps that version, so a memo of the current
+    version is exact; a new version starts a new memo. Live progress is never memoized."""
+
+    version: int
+    tasks: dict[str, tuple[Task, Workload | None]] = field(default_factory=dict)
+
+    def remember(self, task: Task, ahead: Workload | None) -> tuple[Task, Workload | None]:
+        if len(self.tasks) < MEMO_SIZE:
+            self.tasks[task.id] = (task, ahead)
+        return task, ahead
+
+
+class DataDirUnusable(OSError):
+    """The data directory cannot hold the queue; raised at start-up, with the directory in the message."""
+
+
+def require_writable(directory: Path, what: str = "data directory") -> None:
+    """Fail at start-up, naming the directory, rather than failing every task later (or crash-looping)."""
+    if directory.exists() and not directory.is_dir():
+        raise DataDirUnusable(f"the {what} {directory} is not a directory")
+    probe = directory / f".write-test-{secrets.token_hex(4)}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise DataDirUnusable(f"the {what} {directory} is not writable: {error.strerror or error}") from error

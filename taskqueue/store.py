@@ -50,6 +50,18 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_queue_order ON tasks (priority DESC, seq) WHERE status = 'waiting';
 CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, seq);
 CREATE INDEX IF NOT EXISTS tasks_by_client ON tasks (client) WHERE status = 'waiting';
+-- Covers what the work ahead of a waiting task is summed from, so those sums never read whole rows.
+CREATE INDEX IF NOT EXISTS tasks_queue_work ON tasks (priority, seq, width, height, steps) WHERE status = 'waiting';
+-- The waiting tasks' workload per priority class, kept by the triggers below in the same transactions as the
+-- tasks themselves: how many wait, and what a new task queues behind, without summing 10,000 rows.
+CREATE TABLE IF NOT EXISTS waiting_totals (
+    priority           INTEGER PRIMARY KEY,
+    tasks              REAL NOT NULL DEFAULT 0,
+    megapixels         REAL NOT NULL DEFAULT 0,
+    steps              REAL NOT NULL DEFAULT 0,
+    step_megapixels    REAL NOT NULL DEFAULT 0,
+    step_megapixels_sq REAL NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS observations (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     engine      TEXT NOT NULL,
@@ -70,9 +82,33 @@ _WORKLOAD_SUMS = """
     COALESCE(SUM(steps * (width * height / 1048576.0) * (width * height / 1048576.0)), 0)
 """
 
-# Queue order: priority tasks first, then first come, first served.
-_AHEAD_OF = "status = 'waiting' AND (priority > :priority OR (priority = :priority AND seq < :seq))"
-_LISTED_ORDER = "CASE status WHEN 'running' THEN 0 WHEN 'waiting' THEN 1 ELSE 2 END, priority DESC, seq"
+# Queue order: priority tasks first, then first come, first served. Listings show running tasks first, then
+# the queue, then finished ones; each group is read in index order, so a page deep in a long queue is cheap.
+_LISTED_GROUPS = (("running",), ("waiting",), ("done", "failed", "cancelled"))
+_PRIORITIES = (0, 1)
+_TOTALS = "tasks, megapixels, steps, step_megapixels, step_megapixels_sq"
+
+
+def _totals_trigger(name: str, event: str, when: str, row: str, sign: str) -> str:
+    """A trigger adding (sign "+") or removing ("-") one task's workload to its class in waiting_totals."""
+    mp = f"({row}.width * {row}.height / 1048576.0)"
+    return f"""
+CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON tasks WHEN {when} BEGIN
+    UPDATE waiting_totals SET tasks = tasks {sign} 1, megapixels = megapixels {sign} {mp},
+        steps = steps {sign} {row}.steps, step_megapixels = step_megapixels {sign} {row}.steps * {mp},
+        step_megapixels_sq = step_megapixels_sq {sign} {row}.steps * {mp} * {mp}
+    WHERE priority = {row}.priority;
+END;"""
+
+
+_ENTERED = "NEW.status = 'waiting' AND OLD.status != 'waiting'"
+_LEFT = "OLD.status = 'waiting' AND NEW.status != 'waiting'"
+_TOTALS_TRIGGERS = "".join([
+    _totals_trigger("waiting_inserted", "INSERT", "NEW.status = 'waiting'", "NEW", "+"),
+    _totals_trigger("waiting_entered", "UPDATE OF status", _ENTERED, "NEW", "+"),
+    _totals_trigger("waiting_left", "UPDATE OF status", _LEFT, "OLD", "-"),
+    _totals_trigger("waiting_deleted", "DELETE", "OLD.status = 'waiting'", "OLD", "-"),
+])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -99,8 +135,20 @@ class TaskStore:
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
         db = self._connection()
-        db.executescript(_SCHEMA)  # executescript manages its own transaction
+        db.executescript(_SCHEMA + _TOTALS_TRIGGERS)  # executescript manages its own transaction
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._recount_waiting()
+
+    def _recount_waiting(self) -> None:
+        """Rebuild waiting_totals from the tasks: for databases from before it existed, and against drift."""
+        with self._write() as db:
+            db.execute("DELETE FROM waiting_totals")
+            for priority in _PRIORITIES:
+                db.execute(
+                    f"INSERT INTO waiting_totals (priority, {_TOTALS}) "
+                    f"SELECT ?, {_WORKLOAD_SUMS} FROM tasks WHERE status = 'waiting' AND priority = ?",
+                    (priority, priority),
+                )
 
     # -- connections -------------------------------------------------------------------------------------
 
@@ -170,34 +218,34 @@ class TaskStore:
         return [_task(r) for r in rows]
 
     def ahead_of(self, task: Task) -> Workload:
-        """The waiting tasks that will run before `task`, summed as a workload."""
-        row = (
-            self._read()
-            .execute(
-                f"SELECT {_WORKLOAD_SUMS} FROM tasks WHERE {_AHEAD_OF}",
-                {"priority": int(task.priority), "seq": task.seq},
-            )
-            .fetchone()
-        )
-        return Workload(*row)
+        """The waiting tasks that will run before `task`, summed as a workload.
+
+        Higher priority classes come whole from waiting_totals. Within the task's own class only the shorter
+        side is summed from the index: the tasks ahead of it, or those behind it subtracted from the class's
+        total; so a new task, always last, costs nothing however long the queue is.
+        """
+        priority, seq = int(task.priority), task.seq
+        db = self._read()
+        above = _totals(db, "priority > ?", priority)
+        # Two subqueries: SQLite finds a MIN or a MAX alone from the index, but scans for both at once.
+        class_seq = "FROM tasks WHERE status = 'waiting' AND priority = :priority"
+        first, last = db.execute(
+            f"SELECT (SELECT MIN(seq) {class_seq}), (SELECT MAX(seq) {class_seq})", {"priority": priority}
+        ).fetchone()
+        in_class = f"SELECT {_WORKLOAD_SUMS} FROM tasks WHERE status = 'waiting' AND priority = ? AND seq"
+        if first is None or seq - first <= last - seq:
+            return above + Workload(*db.execute(f"{in_class} < ?", (priority, seq)).fetchone())
+        behind = Workload(*db.execute(f"{in_class} >= ?", (priority, seq)).fetchone())
+        return above + _clamped(_totals(db, "priority = ?", priority) - behind)
 
     def waiting_workload(self, priority: bool) -> Workload:
         """What a new task with this priority would queue behind: every waiting task it cannot overtake."""
-        row = (
-            self._read()
-            .execute(
-                f"SELECT {_WORKLOAD_SUMS} FROM tasks WHERE status = 'waiting' AND priority >= ?",
-                (int(priority),),
-            )
-            .fetchone()
-        )
-        return Workload(*row)
+        return _totals(self._read(), "priority >= ?", int(priority))
 
     def count_waiting(self, client: str | None = None) -> int:
         if client is None:
-            sql, args = "SELECT COUNT(*) FROM tasks WHERE status = 'waiting'", ()
-        else:
-            sql, args = "SELECT COUNT(*) FROM tasks WHERE status = 'waiting' AND client = ?", (client,)
+            return round(_totals(self._read(), "1").tasks)
+        sql, args = "SELECT COUNT(*) FROM tasks WHERE status = 'waiting' AND client = ?", (client,)
         return self._read().execute(sql, args).fetchone()[0]
 
     def count_by_status(self) -> dict[str, int]:
@@ -207,26 +255,48 @@ class TaskStore:
     def listed(self, statuses: Sequence[TaskStatus], limit: int, offset: int) -> tuple[list[Task], int]:
         """Tasks in the given states, running first, then in queue order, then finished ones; and their total.
 
-        Done tasks are only listed while their image is still waiting to be fetched.
+        Done tasks are only listed while their image is still waiting to be fetched. Each group is counted,
+        and read only if the page reaches it, in the order of an index (the queue's for waiting tasks).
         """
-        wanted = [s.value for s in statuses]
-        marks = ",".join("?" * len(wanted))
-        where = f"status IN ({marks}) AND NOT (status = 'done' AND fetched_at IS NOT NULL)"
+        wanted = {TaskStatus(s).value for s in statuses}
         db = self._read()
-        total = db.execute(f"SELECT COUNT(*) FROM tasks WHERE {where}", wanted).fetchone()[0]
-        rows = db.execute(
-            f"SELECT * FROM tasks WHERE {where} ORDER BY {_LISTED_ORDER} LIMIT ? OFFSET ?",
-            [*wanted, limit, offset],
-        ).fetchall()
-        return [_task(r) for r in rows], total
+        tasks: list[Task] = []
+        total = 0
+        for group in _LISTED_GROUPS:
+            chosen = [status for status in group if status in wanted]
+            if not chosen:
+                continue
+            # Literal statuses (enum values, never client text): only `status = 'waiting'` written out lets
+            # SQLite use the partial index that holds the queue order.
+            literal = ", ".join(f"'{status}'" for status in chosen)
+            where = f"status = {literal}" if len(chosen) == 1 else f"status IN ({literal})"
+            if "done" in chosen:
+                where += " AND NOT (status = 'done' AND fetched_at IS NOT NULL)"
+            if chosen == ["waiting"]:
+                count = round(_totals(db, "1").tasks)
+            else:
+                count = db.execute(f"SELECT COUNT(*) FROM tasks WHERE {where}").fetchone()[0]
+            if offset < count and len(tasks) < limit:
+                # The queue's own index, named: left to itself SQLite may sort all waiting tasks for one page.
+                index = "INDEXED BY tasks_queue_order" if chosen == ["waiting"] else ""
+                rows = db.execute(
+                    f"SELECT * FROM tasks {index} WHERE {where} ORDER BY priority DESC, seq LIMIT ? OFFSET ?",
+                    (limit - len(tasks), offset),
+                ).fetchall()
+                tasks += [_task(r) for r in rows]
+            offset = max(offset - count, 0)
+            total += count
+        return tasks, total
 
     # -- state changes -----------------------------------------------------------------------------------
 
     def claim_next(self) -> Task | None:
         """Move the first waiting task to running and hand it out (None when the queue is empty)."""
         with self._write() as db:
+            # INDEXED BY: without it SQLite may sort every waiting task to find the first (ms at 10,000).
             row = db.execute(
-                "SELECT seq FROM tasks WHERE status = 'waiting' ORDER BY priority DESC, seq LIMIT 1"
+                "SELECT seq FROM tasks INDEXED BY tasks_queue_order WHERE status = 'waiting' "
+                "ORDER BY priority DESC, seq LIMIT 1"
             ).fetchone()
             if row is None:
                 return None
@@ -331,6 +401,26 @@ class TaskStore:
             )
         return [_task(r) for r in rows]
 
+    def drop_image(self, task_id: str, reason: str) -> bool:
+        """Give up a done task's unfetched image (its file must go too); the reason is what a client is told."""
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE tasks SET fetched_at = ?, error = ? WHERE id = ? AND status = 'done' AND fetched_at IS NULL",
+                (self._clock(), reason, task_id),
+            )
+            return cursor.rowcount == 1
+
+    def stored_images(self) -> tuple[int, int]:
+        """How many unfetched images there are, and their bytes."""
+        row = (
+            self._read()
+            .execute(
+                "SELECT COUNT(*), COALESCE(SUM(image_bytes), 0) FROM tasks WHERE status = 'done' AND fetched_at IS NULL"
+            )
+            .fetchone()
+        )
+        return row[0], row[1]
+
     def unfetched_images(self) -> list[Task]:
         """Done tasks whose image is still on disk, oldest first."""
         rows = (
@@ -371,6 +461,17 @@ class TaskStore:
         if db is not None:
             db.close()
             self._local.db = None
+
+
+def _totals(db: sqlite3.Connection, where: str, *args: object) -> Workload:
+    """The waiting tasks' workload summed over the priority classes matching `where`."""
+    sums = ", ".join(f"COALESCE(SUM({column}), 0)" for column in _TOTALS.split(", "))
+    return _clamped(Workload(*db.execute(f"SELECT {sums} FROM waiting_totals WHERE {where}", args).fetchone()))
+
+
+def _clamped(work: Workload) -> Workload:
+    """Running totals of floats can drift a hair below zero once a class empties; a workload cannot."""
+    return Workload(*(max(value, 0.0) for value in work.vector()))
 
 
 def _task(row: sqlite3.Row) -> Task:

@@ -147,7 +147,7 @@ def _run_task(
     finally:
         table.idle()
     rendered_at = time.time()
-    outbox.send(Rendered(task.task_id, rendered_at, rendered_at - started_at))
+    outbox.send(Rendered(task.task_id, rendered_at, rendered_at - started_at, progress.step_seconds()))
     encoder.submit(task, image)
 
 
@@ -158,11 +158,17 @@ class _TaskProgress:
         self._task_id = task_id
         self._table = table
         self._previews = previews
+        self._loop_began: float | None = None
+        self._last_step_at = 0.0
+        self._steps_seen = 0
 
     def loop_started(self, steps: int) -> None:
+        self._loop_began = time.monotonic()
         self._table.loop_started(steps)
 
     def step_done(self, step: int, preview: PreviewSource | None = None) -> None:
+        self._last_step_at = time.monotonic()
+        self._steps_seen += 1
         self._table.step_done(step)
         if preview is not None and self._previews is not None:
             self._previews.maybe_write(preview)
@@ -170,6 +176,12 @@ class _TaskProgress:
     @property
     def cancelled(self) -> bool:
         return self._table.cancel_requested(self._task_id)
+
+    def step_seconds(self) -> float | None:
+        """The mean time of one denoising step (previews included), or None if the engine reported no steps."""
+        if self._loop_began is None or self._steps_seen == 0:
+            return None
+        return (self._last_step_at - self._loop_began) / self._steps_seen
 
 
 class _PreviewWriter:
@@ -229,9 +241,15 @@ class _Encoder:
                 if fault_point is not None:
                     fault_point(task.params, "encoding")
                 data = encode_image(image, task.output, self._engine.image_metadata(task.params))
-                write_atomically(Path(task.image_path), data)
             except Exception as error:
                 logging.getLogger(__name__).exception("encoding failed", extra={"task_id": task.task_id})
                 self._outbox.send(Failed(task.task_id, time.time(), "encoding", f"{type(error).__name__}: {error}"))
+                continue
+            try:
+                write_atomically(Path(task.image_path), data)
+            except OSError as error:  # disk full, data directory gone or read-only: fail this task, keep serving
+                message = f"could not store the image: {error}"
+                logging.getLogger(__name__).error("%s", message, extra={"task_id": task.task_id})
+                self._outbox.send(Failed(task.task_id, time.time(), "encoding", message))
                 continue
             self._outbox.send(Finished(task.task_id, time.time(), len(data), time.monotonic() - began))

@@ -51,6 +51,7 @@ class Rendered:
     task_id: str
     at: float
     engine_seconds: float  # from Started to Rendered: what the forecaster learns from
+    step_seconds: float | None = None  # mean time of one denoising step; None if the engine reported none
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,142 @@
+"""Disk full or unwritable data directory: a clear error at start-up (exit code 2, the directory named), or a
+failed task with the reason, while the server keeps serving and later tasks work once the disk is fixed.
+
+Running as root, permissions stop nothing, so a read-only directory and a full disk are made for real in a
+private mount namespace (a read-only bind mount, a tiny tmpfs) where the machine allows it; elsewhere the
+image directory is replaced by a file, which fails the same write path portably."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.server_process import ROOT, SERVER
+
+
+def start_up(data_dir: Path, wrap: list[str] | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(SERVER), "--engine", "demo", "--port", "0", "--data-dir", str(data_dir)]
+    return subprocess.run(
+        [*(wrap or []), *command], cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+
+
+def in_private_mounts(shell: str, *paths: Path) -> list[str]:
+    """A command prefix: run `shell` (with $1, $2... = paths) as root in a private mount namespace, then exec."""
+    return ["unshare", "--mount", "sh", "-c", f'{shell} && shift {len(paths)} && exec "$@"', "sh", *map(str, paths)]
+
+
+def require_private_mounts(tmp_path: Path) -> None:
+    """Skip unless this machine lets the tests mount file systems in a private namespace (Linux, as root)."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs Linux, root and unshare for a private mount namespace")
+    probe = tmp_path / "mount-probe"
+    probe.mkdir()
+    result = subprocess.run([*in_private_mounts('mount -t tmpfs -o size=64k tmpfs "$1"', probe), "true"], check=False)
+    if result.returncode != 0:
+        pytest.skip("mounting in a private namespace is not permitted here")
+
+
+@pytest.fixture
+def private_mounts(tmp_path) -> None:
+    require_private_mounts(tmp_path)
+
+
+def assert_refused_start(result: subprocess.CompletedProcess, *words: str) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "cannot start" in output
+    for word in words:
+        assert word in output, output
+    assert "Traceback" not in output
+
+
+# -- at start-up -----------------------------------------------------------------------------------------
+
+
+def test_a_data_dir_that_is_a_file_stops_start_up(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.write_text("not a directory")
+    assert_refused_start(start_up(data_dir), f"the data directory {data_dir} is not a directory")
+
+
+def test_a_data_dir_below_a_file_stops_start_up(tmp_path):
+    (tmp_path / "file").write_text("")
+    data_dir = tmp_path / "file" / "data"
+    assert_refused_start(start_up(data_dir), f"the data directory {data_dir} is not writable: Not a directory")
+
+
+def test_an_image_dir_that_is_a_file_stops_start_up(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "images").write_text("")
+    assert_refused_start(start_up(data_dir), f"the image directory {data_dir / 'images'} is not a directory")
+
+
+def test_a_read_only_data_dir_stops_start_up(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    if os.geteuid() != 0:
+        data_dir.chmod(0o500)
+        try:
+            assert_refused_start(start_up(data_dir), f"the data directory {data_dir} is not writable")
+        finally:
+            data_dir.chmod(0o700)
+        return
+    require_private_mounts(tmp_path)  # root ignores permissions: make the directory read-only for real
+    result = start_up(data_dir, wrap=in_private_mounts('mount --bind -o ro "$1" "$1"', data_dir))
+    assert_refused_start(result, f"the data directory {data_dir} is not writable: Read-only file system")
+
+
+# -- while running ---------------------------------------------------------------------------------------
+
+
+def test_an_image_that_cannot_be_stored_fails_its_task_and_the_server_recovers(server_factory):
+    server = server_factory()
+    kept = server.generate("stored before the trouble")
+    server.wait_status(kept, "done")
+
+    images = server.data_dir / "images"
+    away = images.with_name("images.away")
+    images.rename(away)
+    images.write_text("the image directory is now a file")  # every write below it fails, even as root
+    try:
+        lost = server.generate("cannot be stored")
+        status = server.wait_status(lost, "failed")
+        assert "could not store the image" in status["error"] and "Not a directory" in status["error"]
+        unreadable = server.get("/api/image", params={"task_id": kept})
+        assert unreadable.status_code == 503 and "cannot be read now" in unreadable.json()["message"]
+        assert server.get("/api/health").status_code == 200  # the worker and the queue are fine
+        assert server.status(kept)["status"] == "done"
+    finally:
+        images.unlink()
+        away.rename(images)
+
+    assert server.get("/api/image", params={"task_id": kept}).status_code == 200  # nothing was lost
+    later = server.generate("after the fix")
+    assert server.wait_status(later, "done", "failed")["error"] is None
+    assert server.get("/api/image", params={"task_id": later}).status_code == 200
+    assert server.worker_pid() is not None and server.get("/api/health").json()["worker_restarts"] == 0
+
+
+def test_a_full_disk_fails_the_task_with_the_reason_and_frees_its_space(server_factory, private_mounts):
+    server = server_factory(start=False)
+    images = server.data_dir / "images"
+    images.mkdir(parents=True)
+    server.command = in_private_mounts('mount -t tmpfs -o size=1m tmpfs "$1"', images) + server.command
+    server.start()
+
+    too_big = server.generate("larger than the disk", width=2560, height=2560, format="PNG")  # ~3.5 MB
+    status = server.wait_status(too_big, "failed")
+    assert "could not store the image" in status["error"] and "No space left on device" in status["error"]
+    assert server.get("/api/health").status_code == 200
+    # The half-written file was removed: a 0.8 MB image fits on the 1 MB disk again.
+    fits = server.generate("fits", width=1024, height=1024, format="PNG")
+    assert server.wait_status(fits, "done", "failed")["error"] is None
+    assert len(server.get("/api/image", params={"task_id": fits}).content) > 500_000
+    small = server.generate("and another")
+    assert server.wait_status(small, "done", "failed")["error"] is None

@@ -1,0 +1,155 @@
+"""Retention: finished tasks and unfetched images expire, and the stored images are capped by count and bytes,
+oldest first, so an unattended server cannot fill its disk."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from taskqueue.errors import ImageNotAvailable, TaskNotFound
+from taskqueue.service import ServiceSettings, TaskService
+from taskqueue.store import NewTask
+from taskqueue.tasks import GenerationParams, ImageFormat, OutputSpec, Task
+from tests.support.server_process import wait_for
+from worker.engines.base import EngineConfig
+
+HOUR = 3600.0
+T0 = 1_800_000_000.0  # the fake clock: every time below is passed in explicitly, relative to this
+
+
+def make_service(tmp_path, **settings) -> TaskService:
+    base = ServiceSettings(data_dir=tmp_path / "data", engine=EngineConfig(engine="demo", demo_speed=100))
+    return TaskService(dataclasses.replace(base, **settings))
+
+
+@pytest.fixture
+def service(tmp_path):
+    service = make_service(tmp_path, retention_seconds=24 * HOUR, max_stored_images=1000)
+    yield service
+    service.store.close()
+
+
+def add_task(service: TaskService, prompt: str = "x") -> Task:
+    params = GenerationParams(prompt=prompt, seed=1, width=256, height=256, steps=2, guidance=3.5)
+    return service.store.add(NewTask(params, OutputSpec(ImageFormat.PNG), False, "demo"))
+
+
+def finished(service: TaskService, ended_at: float, outcome: str = "done", size: int = 100) -> Task:
+    """A task that ran and ended at `ended_at`; a done one has an image file of `size` bytes."""
+    task = add_task(service)
+    assert service.store.claim_next().id == task.id
+    if outcome == "done":
+        service.images.path(task.id, ImageFormat.PNG).write_bytes(b"\x89" * size)
+        assert service.store.mark_done(task.id, ended_at, size)
+    else:
+        assert service.store.mark_failed(task.id, ended_at, "generation failed: boom")
+    return service.store.get(task.id)
+
+
+def stored_files(service: TaskService) -> set[str]:
+    return {path.name for path in service.images.directory.iterdir()}
+
+
+def test_finished_tasks_and_unfetched_images_expire_after_the_retention_time(service):
+    old_image = finished(service, T0)
+    old_failure = finished(service, T0 + 1, outcome="failed")
+    young_image = finished(service, T0 + 2 * HOUR)
+    waiting = add_task(service)
+
+    assert service.expire_old(T0 + 24 * HOUR - 1) == 0  # not yet: retention is measured from the end
+    assert service.expire_old(T0 + 24 * HOUR + 2) == 2
+    for gone in (old_image, old_failure):
+        with pytest.raises(TaskNotFound):
+            service.task(gone.id)
+    assert stored_files(service) == {f"{young_image.id}.png"}
+    data, _ = service.image(young_image.id, delete=False)
+    assert len(data) == 100
+    assert service.task(waiting.id).status.value == "waiting"  # tasks not finished never expire
+
+    assert service.expire_old(T0 + 26 * HOUR + 1) == 1
+    assert stored_files(service) == set()
+    assert service.task(waiting.id).status.value == "waiting"
+
+
+def test_fetched_images_leave_their_task_until_it_expires(service):
+    task = finished(service, T0)
+    service.image(task.id)  # fetch once: the file goes at once, the task stays for its status
+    assert stored_files(service) == set()
+    assert service.task(task.id).fetched_at is not None
+    assert service.expire_old(T0 + 24 * HOUR + 1) == 1
+    with pytest.raises(TaskNotFound):
+        service.task(task.id)
+
+
+def test_the_oldest_unfetched_images_go_beyond_the_count_limit(tmp_path):
+    service = make_service(tmp_path, max_stored_images=3)
+    try:
+        tasks = [finished(service, T0 + minute * 60) for minute in (4, 0, 3, 1, 2)]  # ended out of order
+        assert service.expire_old(T0 + HOUR) == 2
+        oldest = {tasks[1].id, tasks[3].id}  # ended at minutes 0 and 1
+        assert stored_files(service) == {f"{t.id}.png" for t in tasks if t.id not in oldest}
+        for task_id in oldest:
+            with pytest.raises(ImageNotAvailable, match="over the limit of 3 stored images"):
+                service.image(task_id)
+            assert service.task(task_id).status.value == "done"  # the task is kept; only its image went
+        assert service.store.stored_images() == (3, 300)
+        assert service.expire_old(T0 + HOUR) == 0  # within the limit now: nothing more goes
+    finally:
+        service.store.close()
+
+
+def test_the_oldest_unfetched_images_go_beyond_the_byte_limit(tmp_path):
+    service = make_service(tmp_path, max_stored_images=1000, max_stored_bytes=1000)
+    try:
+        tasks = [finished(service, T0 + i, size=size) for i, size in enumerate((400, 300, 200, 300))]
+        assert service.expire_old(T0 + 10) == 1  # 1200 bytes: the oldest (400) goes, 800 are left
+        assert service.store.stored_images() == (3, 800)
+        with pytest.raises(ImageNotAvailable, match=r"over the limit of 0\.001 MB of stored images"):
+            service.image(tasks[0].id)
+        finished(service, T0 + 20, size=900)  # 1700 bytes: three more must go, oldest first, the new one stays
+        assert service.expire_old(T0 + 30) == 3
+        assert service.store.stored_images() == (1, 900)
+    finally:
+        service.store.close()
+
+
+def test_a_single_image_above_the_byte_limit_is_dropped_too(tmp_path):
+    service = make_service(tmp_path, max_stored_bytes=50)
+    try:
+        task = finished(service, T0, size=100)
+        assert service.expire_old(T0 + 1) == 1
+        assert stored_files(service) == set()
+        with pytest.raises(ImageNotAvailable, match="stored images"):
+            service.image(task.id)
+    finally:
+        service.store.close()
+
+
+# -- the real server -------------------------------------------------------------------------------------
+
+
+def test_the_server_keeps_only_the_newest_images_and_forgets_old_tasks(server_factory):
+    server = server_factory("--max-stored-images", "2", "--housekeeping-seconds", "0.2")
+    task_ids = []
+    for index in range(4):  # one after the other: their end times are in submission order
+        task_ids.append(server.generate(f"image {index}"))
+        server.wait_status(task_ids[-1], "done")
+
+    images = server.data_dir / "images"
+    wait_for(lambda: len(list(images.iterdir())) == 2, 10, what="the image store to shrink to 2")
+    for task_id in task_ids[:2]:
+        response = server.get("/api/image", params={"task_id": task_id})
+        assert response.status_code == 404
+        assert "over the limit of 2 stored images" in response.json()["message"]
+    for task_id in task_ids[2:]:
+        assert server.get("/api/image", params={"task_id": task_id}).status_code == 200
+    assert server.wait_for_log(rf"\[{task_ids[0]}\] task {task_ids[0]}: image deleted unfetched")
+
+
+def test_the_server_forgets_finished_tasks_after_the_retention_time(server_factory):
+    server = server_factory("--retention-hours", str(1 / HOUR), "--housekeeping-seconds", "0.2")  # one second
+    task_id = server.generate()
+    server.wait_status(task_id, "done")
+    wait_for(lambda: server.get("/api/status", params={"task_id": task_id}).status_code == 404, 10, what="expiry")
+    assert not list((server.data_dir / "images").iterdir())
