@@ -80,6 +80,10 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # waitress leaves its loop on KeyboardInterrupt; we then shut down in order
 
 
+def _already_stopping(signum: int, frame: object) -> None:
+    log.warning("already shutting down; the running task is abandoned at its next step")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.log_level)
@@ -128,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         server.run()
     except KeyboardInterrupt:
         pass
+    for signum in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not break the orderly shutdown
+        signal.signal(signum, _already_stopping)
     log.info("shutting down: waiting for the worker")
     server.close()
     service.stop()
