@@ -79,6 +79,7 @@ class RunningServer:
             with self._changed:
                 self.lines.append(line.rstrip("\n"))
                 self._changed.notify_all()
+        process.stdout.close()
         with self._changed:
             self._log_closed = True
             self._changed.notify_all()
