@@ -9,7 +9,7 @@ from flask.views import MethodView
 
 from api.blueprint import ApiBlueprint
 from api.context import service
-from api.schemas import ImageArgsSchema
+from api.schemas import ErrorSchema, ImageArgsSchema
 
 blp = ApiBlueprint("images", __name__, url_prefix="/api", description="Fetch finished images.")
 
@@ -23,7 +23,7 @@ IMAGE_CONTENT = {mimetype: BINARY for mimetype in ("image/jpeg", "image/png", "i
 class ImageView(MethodView):
     @blp.arguments(ImageArgsSchema, location="query")
     @blp.response(200, content_type="image/jpeg", description="The image (or its base64 text).")
-    @blp.alt_response(404, description="Unknown task, or it has no image (yet, or any more).")
+    @blp.alt_response(404, schema=ErrorSchema, description="Unknown task, or it has no image (yet, or any more).")
     @blp.doc(responses={"200": {"content": IMAGE_CONTENT}})
     def get(self, args):
         """The encoded image; deleted once fetched unless delete=false (as in the original)."""

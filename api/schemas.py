@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import current_app
+from flask_smorest.error_handler import ErrorSchema as SmorestErrorSchema
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from taskqueue.service import MAX_SEED, GenerationRequest
@@ -19,7 +20,8 @@ class Seed(fields.Field):
             raise ValidationError("Must be an integer or a string of digits.")
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if isinstance(value, str) and value.strip().isdigit():
+        # isdecimal, not isdigit: "²" is a digit that int() refuses (it was a 500); decimal digits are what int() reads
+        if isinstance(value, str) and value.strip().isdecimal():
             value = int(value.strip())
         if not isinstance(value, int):
             raise ValidationError("Must be an integer or a string of digits.")
@@ -58,6 +60,32 @@ def limits() -> dict:
     return current_app.config["MFLUX_LIMITS"]
 
 
+# What `str.isspace()` (and so `strip()`) counts as white space, spelled out: regex `\s` differs between Python,
+# ECMAScript and Rust (U+001C-U+001F, U+FEFF), and the document must say exactly what the server refuses.
+_SPACE = r"\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NO_NUL = r"^[^\u0000]*$"
+NOT_BLANK_NO_NUL = rf"^[^\u0000]*[^{_SPACE}\u0000][^\u0000]*$"
+
+
+DEFAULT_SIDE = 1024
+
+
+def default_side(limit: dict) -> int:
+    return max(limit["min_side"], min(DEFAULT_SIDE, limit["max_side"]))
+
+
+def document_limits(components: dict, limit: dict) -> None:
+    """Write the configured limits into the request schema of the OpenAPI document (they are set at start-up,
+    `--max-side`, `--max-steps`, so the static schema cannot carry them); without them the document promised
+    that any integer width would do."""
+    properties = components["GenerateRequest"]["properties"]
+    properties["prompt"].update(minLength=1, maxLength=limit["max_prompt_chars"], pattern=NOT_BLANK_NO_NUL)
+    properties["negative_prompt"].update(maxLength=limit["max_prompt_chars"], pattern=NO_NUL)
+    for side in ("width", "height"):
+        properties[side].update(minimum=limit["min_side"], maximum=limit["max_side"], default=default_side(limit))
+    properties["steps"].update(minimum=1, maximum=limit["max_steps"])
+
+
 class GenerateRequestSchema(Schema):
     class Meta:
         unknown = EXCLUDE  # the original web UI sends fields we do not use (e.g. "init_image": null)
@@ -69,10 +97,19 @@ class GenerateRequestSchema(Schema):
     seed = Seed(
         load_default=None,
         allow_none=True,
-        metadata={"description": "Integer or digit string; absent, null or -1: random.", "example": 42},
+        metadata={
+            "description": 'Integer or digit string; absent, null, "" or -1: random.',
+            "example": 42,
+            "oneOf": [
+                {"type": "integer", "minimum": -1, "maximum": MAX_SEED},
+                # Digit strings up to 9 digits are always in range; longer ones are accepted while <= MAX_SEED.
+                {"type": "string", "pattern": r"^ *(-1|[0-9]{0,9}) *$"},
+            ],
+        },
     )
-    width = WholeNumber(load_default=1024, metadata={"description": "Rounded down to a multiple of 16."})
-    height = WholeNumber(load_default=1024, metadata={"description": "Rounded down to a multiple of 16."})
+    # Absent: DEFAULT_SIDE, or --max-side if that is smaller (a fixed 1024 refused `{"prompt": ...}` alone there).
+    width = WholeNumber(load_default=None, metadata={"description": "Rounded down to a multiple of 16."})
+    height = WholeNumber(load_default=None, metadata={"description": "Rounded down to a multiple of 16."})
     steps = WholeNumber(
         load_default=None, allow_none=True, metadata={"description": "Denoising steps; default per model."}
     )
@@ -86,7 +123,9 @@ class GenerateRequestSchema(Schema):
     quality = WholeNumber(load_default=85, validate=validate.Range(1, 100), metadata={"description": "JPEG/WEBP."})
     priority = fields.Boolean(load_default=False, metadata={"description": "Go ahead of every normal waiting task."})
     init_image = fields.Raw(
-        load_default=None, allow_none=True, metadata={"description": "Image-to-image is not supported; send null."}
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "Image-to-image is not supported; send null.", "enum": [None]},
     )
 
     @validates_schema
@@ -96,11 +135,11 @@ class GenerateRequestSchema(Schema):
         prompt = data.get("prompt")
         if prompt is not None and not prompt.strip():
             errors["prompt"] = ["Must not be empty."]
-        elif prompt is not None and len(prompt) > limit["max_prompt_chars"]:
-            errors["prompt"] = [f"Must be at most {limit['max_prompt_chars']} characters."]
+        elif prompt is not None and (problem := _text_problem(prompt, limit["max_prompt_chars"])):
+            errors["prompt"] = [problem]
         negative = data.get("negative_prompt")
-        if negative is not None and len(negative) > limit["max_prompt_chars"]:
-            errors["negative_prompt"] = [f"Must be at most {limit['max_prompt_chars']} characters."]
+        if negative is not None and (problem := _text_problem(negative, limit["max_prompt_chars"])):
+            errors["negative_prompt"] = [problem]
         for side in ("width", "height"):
             value = data.get(side)
             if value is not None and not limit["min_side"] <= value <= limit["max_side"]:
@@ -116,7 +155,29 @@ class GenerateRequestSchema(Schema):
     @post_load
     def _to_request(self, data: dict, **kwargs) -> GenerationRequest:
         data.pop("init_image", None)
+        for side in ("width", "height"):
+            if data[side] is None:
+                data[side] = default_side(limits())
         return GenerationRequest(**data)
+
+
+def _text_problem(text: str, max_chars: int) -> str | None:
+    """Why a prompt cannot be stored and handed to a model as it is, or None.
+
+    Any Unicode is accepted, control characters included (they are stored and written into the image's
+    metadata verbatim), except NUL, which C-level consumers (tokenizers, PNG text chunks, terminals) treat as
+    the end of the string, and unpaired surrogates, which JSON can carry (`"\\ud800"`) but UTF-8 cannot: SQLite
+    refused them with an exception, a 500.
+    """
+    if len(text) > max_chars:
+        return f"Must be at most {max_chars} characters."
+    if "\x00" in text:
+        return "Must not contain NUL characters (U+0000)."
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"Must be valid Unicode: unpaired surrogate U+{ord(text[error.start]):04X} at character {error.start}."
+    return None
 
 
 class GenerateResponseSchema(Schema):
@@ -165,16 +226,33 @@ class TaskSchema(StatusSchema):
     start_time = fields.Float(required=True, metadata={"description": "Submitted (Unix time)."})
     compute_time = fields.Float(allow_none=True, required=True, metadata={"description": "Started on the engine."})
     end_time = fields.Float(allow_none=True, required=True, metadata={"description": "Finished, failed or cancelled."})
+    render_end_time = fields.Float(
+        allow_none=True,
+        required=True,
+        metadata={"description": "The engine finished its pixels and was free again (encoding follows)."},
+    )
     attempts = fields.Integer(required=True)
 
 
 class TaskListArgsSchema(Schema):
     limit = fields.Integer(load_default=1000, validate=validate.Range(1, 10_000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(0))
+    # Bounded: SQLite integers are 64-bit, and a larger OFFSET was an OverflowError, a 500.
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, 2**31 - 1))
     status = fields.List(
         fields.String(validate=validate.OneOf([s.value for s in TaskStatus])),
         load_default=None,
         metadata={"description": "Only tasks in these states (repeat the parameter for several)."},
+    )
+
+
+class ErrorSchema(SmorestErrorSchema):
+    """Every error body; documented so that clients (and the fuzzer) can rely on its shape."""
+
+    code = fields.Integer(required=True, metadata={"description": "The HTTP status code."})
+    status = fields.String(required=True, metadata={"description": "The HTTP reason phrase."})
+    message = fields.String(required=True, metadata={"description": "What went wrong; names the field if one did."})
+    task_status = fields.String(
+        metadata={"enum": [s.value for s in TaskStatus], "description": "/api/image: why there is no image."}
     )
 
 

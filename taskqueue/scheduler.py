@@ -167,6 +167,7 @@ class Scheduler:
         self.dispatch()  # before the bookkeeping and learning below: the engine waits for none of it
         task = self._store.get(message.task_id)
         self._store.mark_rendered(message.task_id, message.at)
+        self.changes.changed()  # now, not after the learning below: status answers are memoized per change
         if task is not None:
             p = task.params
             forecast = self._forecaster.model.seconds(Workload.of(p.width, p.height, p.steps))  # before learning

@@ -122,6 +122,7 @@ class TaskService:
         self.supervisor = Supervisor(worker_settings, self.table, self.scheduler)
         self.scheduler.attach(self.supervisor)
         self._memo = _StoreMemo(-1)
+        self._appended = 0  # submissions that only joined the end of the queue (see status)
         self._stop = threading.Event()
         self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
 
@@ -192,6 +193,8 @@ class TaskService:
         view = self.view(task)
         self.scheduler.dispatch()
         self.scheduler.changes.changed()
+        if not task.priority:
+            self._appended += 1  # after the bump: a status read in between only misses its memo
         return view
 
     def submit_all(self, requests: Sequence[GenerationRequest], client: str = "") -> list[TaskView]:
@@ -238,7 +241,10 @@ class TaskService:
     def status(self, task_id: str) -> TaskView:
         """What every waiting client polls, many times a second: answered from a memo of what the store held at
         the current version of the change feed, so polling an unchanged queue costs no query."""
-        version = self.scheduler.changes.version  # read before the store: a change after this empties the memo
+        # Read before the store: a change after this empties the memo. A task joining the end of the queue
+        # changes no other task's answer (nothing it could be ahead of), so those do not count as changes:
+        # with clients submitting while others poll, the memo would otherwise never last.
+        version = self.scheduler.changes.version - self._appended
         memo = self._memo
         if memo.version != version:
             memo = self._memo = _StoreMemo(version)
@@ -271,12 +277,16 @@ class TaskService:
         if task.status is not TaskStatus.RUNNING:
             return TaskView(task, None, 0, 0.0, None)
         encode = self.forecaster.encode.seconds(task.output.format.value, task.params.pixels / MEGAPIXEL)
-        if task.rendered_at is not None:
+        # The scheduler lets go of a rendered task before the store records it (and a memoized task may predate
+        # that record): a started task the engine no longer holds is rendered, not back at step 0.
+        released = task.started_at is not None and self.scheduler.engine_task != task.id
+        if task.rendered_at is not None or released:
+            rendered_at = task.rendered_at if task.rendered_at is not None else now
             return TaskView(
                 task,
                 0,
                 0,
-                max(encode - (now - task.rendered_at), 0.0),
+                max(encode - (now - rendered_at), 0.0),
                 Progress(task.params.steps, task.params.steps),
             )
         snapshot = self.table.snapshot()
@@ -484,7 +494,8 @@ class TaskService:
 class _StoreMemo:
     """Tasks, and the work queued ahead of each waiting one, as the store held them at one version of the
     scheduler's change feed. Every change of a task's state bumps that version, so a memo of the current
-    version is exact; a new version starts a new memo. Live progress is never memoized."""
+    version is exact; a new version starts a new memo. (Tasks joining the end of the queue are the exception
+    TaskService.status makes: they change nothing memoized.) Live progress is never memoized."""
 
     version: int
     tasks: dict[str, tuple[Task, Workload | None]] = field(default_factory=dict)

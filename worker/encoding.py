@@ -23,7 +23,9 @@ def encode_image(image: Image.Image, output: OutputSpec, metadata: dict[str, str
         image.save(buffer, "PNG", pnginfo=text, compress_level=1)  # level 1: 5x faster, ~10% larger
     else:
         exif = Image.Exif()
-        exif[_EXIF_IMAGE_DESCRIPTION] = json.dumps(metadata, ensure_ascii=False)
+        # EXIF ImageDescription is an ASCII field: Pillow wrote "?" for every character beyond it (an emoji
+        # prompt came back as "a fox ?"). ASCII JSON (\uXXXX escapes) keeps every prompt exactly.
+        exif[_EXIF_IMAGE_DESCRIPTION] = json.dumps(metadata, ensure_ascii=True)
         exif[_EXIF_SOFTWARE] = metadata.get("Software", "mflux-server")
         image.save(buffer, output.format.value, quality=output.quality, exif=exif)
     return buffer.getvalue()

@@ -36,6 +36,9 @@ NOISE = 0.03
 # its own worker process (SIGKILL, like the OOM killer) at that point, or raise at "raise".
 # Points: before-loop, step-<n>, after-loop, encoding, raise.
 FAULT_MARKER = re.compile(r"\[demo-fault:([a-z0-9-]+)\]")
+# Loading has no prompt: MFLUX_DEMO_FAULT=load-crash in the server's environment makes every worker SIGKILL
+# itself while loading (the supervisor must halt rather than respawn forever: tests/test_faults.py).
+FAULT_ENV = "MFLUX_DEMO_FAULT"
 
 
 def nominal_step_seconds(megapixels: float) -> float:
@@ -58,6 +61,8 @@ def describe(config: EngineConfig) -> EngineInfo:
 
 
 def load(config: EngineConfig) -> DemoEngine:
+    if os.environ.get(FAULT_ENV) == "load-crash":
+        os.kill(os.getpid(), signal.SIGKILL)
     if config.demo_speed <= 0:
         raise ValueError("demo speed must be positive")
     return DemoEngine(config.demo_speed)
