@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from api.schemas import _text_problem, limits
+from api.schemas import limits, prompt_errors
 from taskqueue.service import MAX_SEED
 
 
@@ -54,15 +54,7 @@ class Txt2ImgSchema(Schema):
     @validates_schema
     def _within_limits(self, data: dict, **kwargs) -> None:
         limit = limits()
-        errors: dict[str, list[str]] = {}
-        prompt = data.get("prompt")
-        if prompt is not None and not prompt.strip():
-            errors["prompt"] = ["Must not be empty."]
-        elif prompt is not None and (problem := _text_problem(prompt, limit["max_prompt_chars"])):
-            errors["prompt"] = [problem]
-        negative = data.get("negative_prompt")
-        if negative and (problem := _text_problem(negative, limit["max_prompt_chars"])):
-            errors["negative_prompt"] = [problem]
+        errors = prompt_errors(data)
         seed = data.get("seed")
         if seed is not None and seed != -1 and not 0 <= seed <= MAX_SEED:
             errors["seed"] = [f"Must be between 0 and {MAX_SEED}, or -1 for a random seed."]

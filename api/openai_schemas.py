@@ -9,7 +9,7 @@ from flask import current_app
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from api.context import service
-from api.schemas import _text_problem, default_side, limits
+from api.schemas import default_side, limits, prompt_errors
 from taskqueue.tasks import ImageFormat
 
 SIZE_PATTERN = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
@@ -111,13 +111,7 @@ class ImageGenerationSchema(Schema):
 
     @validates_schema
     def _check(self, data: dict, **kwargs) -> None:
-        errors: dict[str, list[str]] = {}
-        limit = limits()
-        prompt = data.get("prompt")
-        if prompt is not None and not prompt.strip():
-            errors["prompt"] = ["Must not be empty."]
-        elif prompt is not None and (problem := _text_problem(prompt, limit["max_prompt_chars"])):
-            errors["prompt"] = [problem]
+        errors = prompt_errors(data)
         model = data.get("model")
         if model and not is_served_model(model):
             errors["model"] = [

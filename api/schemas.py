@@ -131,15 +131,7 @@ class GenerateRequestSchema(Schema):
     @validates_schema
     def _within_limits(self, data: dict, **kwargs) -> None:
         limit = limits()
-        errors: dict[str, list[str]] = {}
-        prompt = data.get("prompt")
-        if prompt is not None and not prompt.strip():
-            errors["prompt"] = ["Must not be empty."]
-        elif prompt is not None and (problem := _text_problem(prompt, limit["max_prompt_chars"])):
-            errors["prompt"] = [problem]
-        negative = data.get("negative_prompt")
-        if negative is not None and (problem := _text_problem(negative, limit["max_prompt_chars"])):
-            errors["negative_prompt"] = [problem]
+        errors = prompt_errors(data)
         for side in ("width", "height"):
             value = data.get(side)
             if value is not None and not limit["min_side"] <= value <= limit["max_side"]:
@@ -159,6 +151,21 @@ class GenerateRequestSchema(Schema):
             if data[side] is None:
                 data[side] = default_side(limits())
         return GenerationRequest(**data)
+
+
+def prompt_errors(data: dict) -> dict[str, list[str]]:
+    """What is wrong with `prompt` and `negative_prompt`, judged alike by /api, /v1 and /sdapi."""
+    max_chars = limits()["max_prompt_chars"]
+    errors: dict[str, list[str]] = {}
+    prompt = data.get("prompt")
+    if prompt is not None and not prompt.strip():
+        errors["prompt"] = ["Must not be empty."]
+    elif prompt is not None and (problem := _text_problem(prompt, max_chars)):
+        errors["prompt"] = [problem]
+    negative = data.get("negative_prompt")
+    if negative and (problem := _text_problem(negative, max_chars)):
+        errors["negative_prompt"] = [problem]
+    return errors
 
 
 def _text_problem(text: str, max_chars: int) -> str | None:
