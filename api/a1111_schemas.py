@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from api.schemas import limits, prompt_errors
+from api.schemas import prompt_errors, size_and_steps_errors
 from taskqueue.service import MAX_SEED
 
 
@@ -53,18 +53,10 @@ class Txt2ImgSchema(Schema):
 
     @validates_schema
     def _within_limits(self, data: dict, **kwargs) -> None:
-        limit = limits()
-        errors = prompt_errors(data)
+        errors = prompt_errors(data) | size_and_steps_errors(data)
         seed = data.get("seed")
         if seed is not None and seed != -1 and not 0 <= seed <= MAX_SEED:
             errors["seed"] = [f"Must be between 0 and {MAX_SEED}, or -1 for a random seed."]
-        for side in ("width", "height"):
-            value = data.get(side)
-            if value is not None and not limit["min_side"] <= value <= limit["max_side"]:
-                errors[side] = [f"Must be between {limit['min_side']} and {limit['max_side']} pixels."]
-        steps = data.get("steps")
-        if steps is not None and not 1 <= steps <= limit["max_steps"]:
-            errors["steps"] = [f"Must be between 1 and {limit['max_steps']}."]
         cap = current_app.config["MFLUX_MAX_IMAGES_PER_REQUEST"]
         count = (data.get("batch_size") or 1) * (data.get("n_iter") or 1)
         if count > cap:

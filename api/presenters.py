@@ -36,6 +36,7 @@ def task_of(view: TaskView) -> dict:
         "start_time": task.submitted_at,
         "compute_time": task.started_at,
         "end_time": task.ended_at,
+        "render_end_time": task.rendered_at,
         "attempts": task.attempts,
     }
 

@@ -130,15 +130,7 @@ class GenerateRequestSchema(Schema):
 
     @validates_schema
     def _within_limits(self, data: dict, **kwargs) -> None:
-        limit = limits()
-        errors = prompt_errors(data)
-        for side in ("width", "height"):
-            value = data.get(side)
-            if value is not None and not limit["min_side"] <= value <= limit["max_side"]:
-                errors[side] = [f"Must be between {limit['min_side']} and {limit['max_side']} pixels."]
-        steps = data.get("steps")
-        if steps is not None and not 1 <= steps <= limit["max_steps"]:
-            errors["steps"] = [f"Must be between 1 and {limit['max_steps']}."]
+        errors = prompt_errors(data) | size_and_steps_errors(data)
         if data.get("init_image") is not None:
             errors["init_image"] = ["Image-to-image is not supported by this server; send null or leave it out."]
         if errors:
@@ -151,6 +143,20 @@ class GenerateRequestSchema(Schema):
             if data[side] is None:
                 data[side] = default_side(limits())
         return GenerationRequest(**data)
+
+
+def size_and_steps_errors(data: dict) -> dict[str, list[str]]:
+    """What is wrong with `width`, `height` and `steps`, against this server's limits."""
+    limit = limits()
+    errors: dict[str, list[str]] = {}
+    for side in ("width", "height"):
+        value = data.get(side)
+        if value is not None and not limit["min_side"] <= value <= limit["max_side"]:
+            errors[side] = [f"Must be between {limit['min_side']} and {limit['max_side']} pixels."]
+    steps = data.get("steps")
+    if steps is not None and not 1 <= steps <= limit["max_steps"]:
+        errors["steps"] = [f"Must be between 1 and {limit['max_steps']}."]
+    return errors
 
 
 def prompt_errors(data: dict) -> dict[str, list[str]]:
