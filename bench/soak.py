@@ -45,6 +45,7 @@ from worker.encoding import read_metadata
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 START_MARK, END_MARK = "<!-- soak:start -->", "<!-- soak:end -->"
+_SECTION = re.compile(re.escape(START_MARK) + r".*?" + re.escape(END_MARK), re.DOTALL)
 POISON = "[demo-fault:step-1]"
 SIZES = [(256, 256), (512, 512), (512, 768), (768, 512), (1024, 1024)]
 FORMATS = ["JPEG", "PNG", "WEBP"]
@@ -422,12 +423,18 @@ reason, or cancelled: it must be 0, as must 5xx.
 {END_MARK}"""
 
 
+def recorded_section(path: Path = BENCHMARKS) -> str | None:
+    """The soak section BENCHMARKS.md holds now, markers included (None if it has none)."""
+    current = path.read_text(encoding="utf-8") if path.exists() else ""
+    match = _SECTION.search(current)
+    return match.group(0) if match else None
+
+
 def record(text: str, path: Path = BENCHMARKS) -> None:
     """Put the soak section into BENCHMARKS.md, replacing the previous one, leaving every other section alone."""
     current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(START_MARK) + r".*?" + re.escape(END_MARK), re.DOTALL)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text, current, count=1)
+    if _SECTION.search(current):
+        updated = _SECTION.sub(lambda _: text, current, count=1)
     else:
         updated = current.rstrip("\n") + "\n\n" + text + "\n"
     path.write_text(updated, encoding="utf-8")

@@ -1,0 +1,92 @@
+"""Every benchmark in bench/ runs, in a tiny configuration, so that none of them can rot.
+
+These check that each produced sane figures (counts add up, durations are positive and finite), never the
+performance targets: those are judged by `python -m bench` on a quiet machine and recorded in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench import forecast_accuracy, idle_gap, mac_mflux, polling_load, queue_scale
+from bench.report import Section
+
+pytestmark = pytest.mark.slow
+
+
+def assert_reported(section: Section) -> None:
+    text = section.markdown()
+    assert section.title in text and section.verdicts
+    for verdict in section.verdicts:
+        assert verdict.measured and verdict.measured in text
+
+
+def sane_summary(summary: dict, count: int) -> None:
+    assert summary["count"] == count
+    assert 0 <= summary["p50"] <= summary["p99"] <= summary["max"] < 30
+
+
+def test_idle_gap():
+    section = idle_gap.run(idle_gap.SMOKE)
+    assert_reported(section)
+    tasks = idle_gap.SMOKE.tasks
+    sane_summary(section.data["idle_client"], tasks)
+    sane_summary(section.data["idle_server"], tasks)
+    sane_summary(section.data["gap"], tasks - 1)
+    assert section.data["idle_server"]["p50"] <= section.data["idle_client"]["p50"]
+
+
+def test_polling_load():
+    section = polling_load.run(polling_load.SMOKE)
+    assert_reported(section)
+    for load in ("status", "mix"):
+        figures = section.data[load]
+        assert figures["rate"] > 10
+        assert figures["failed"] == 0, figures["errors"]
+        assert 0 < figures["latency"]["p50"] <= figures["latency"]["max"] < 30
+    assert set(section.data["mix"]["statuses"]) == {"status", "tasks", "generate"}
+    assert section.data["engine_busy_throughout"]
+
+
+def test_forecast_accuracy():
+    config = forecast_accuracy.SMOKE
+    section = forecast_accuracy.run(config)
+    assert_reported(section)
+    data = section.data
+    # The cancellation comes a second after its task: at this speed the task may have finished by then.
+    assert data["finished"] + data["cancelled"] == config.tasks and data["cancelled"] <= 1
+    assert 1 <= data["first 5"]["tasks"] <= 5  # those waiting over the restart are counted apart
+    assert data["all submitted after the restart"]["tasks"] >= 1
+    for group in ("first 5", "all"):
+        assert 0 <= data[group]["expected_mape"] < 10
+
+
+def test_queue_scale():
+    config = queue_scale.SMOKE
+    section = queue_scale.run(config)
+    assert_reported(section)
+    sane_summary(section.data["submit"], config.waiting)
+    sane_summary(section.data["status"], config.status_samples)
+    assert section.data["left_on_disk"] == 0
+    assert [count for count, _ in section.data["rss_samples"]][-1] == config.images
+    assert all(rss > 10e6 for _, rss in section.data["rss_samples"])
+
+
+def test_mac_mflux_dry_run():
+    config = mac_mflux.SMOKE
+    section = mac_mflux.run(config)
+    assert_reported(section)
+    data = section.data
+    assert len(data["plain"]) == len(data["engine"]) == config.images
+    assert all(0 < seconds < 30 for seconds in data["plain"] + data["engine"])
+    assert math.isfinite(data["overhead"]) and -0.9 < data["overhead"] < 5
+    assert data["forecast"]["tasks"] == config.images
+
+
+def test_mac_mflux_refuses_clearly_without_apple_silicon_or_mflux():
+    problem = mac_mflux.preflight(mac_mflux.Config())
+    if problem is None:
+        pytest.skip("this machine can run the real benchmark")
+    assert "--dry-run" in problem or "mflux" in problem
