@@ -27,7 +27,8 @@ def test_unloadable_weights_are_reported_and_generation_refused(server_factory):
     pytest.importorskip("mflux")
     server = server_factory("--model", "schnell", "-q", "8", engine="mflux", env={"HF_HUB_OFFLINE": "1"}, start=False)
     server.start(wait_ready=False)
-    health = wait_for(lambda: (h := server.get("/api/health").json()).get("error") and h, 120, what="load failure")
+    # (Before the first worker is up, health briefly says "not running"; wait for the load failure itself.)
+    health = wait_for(lambda: "schnell" in ((h := server.get("/api/health").json()).get("error") or "") and h, 120)
     assert server.get("/api/health").status_code == 503
     assert "schnell" in health["error"]
     assert health["model_loaded"] is False
