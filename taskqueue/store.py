@@ -180,6 +180,17 @@ class TaskStore:
                 raise
             db.execute("COMMIT")
 
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """Several reads that must see one state: a task moving from waiting to running between two of them
+        would otherwise be in neither answer."""
+        db = self._connection()
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.execute("COMMIT")
+
     def _read(self) -> sqlite3.Connection:
         return self._connection()
 
@@ -264,7 +275,11 @@ class TaskStore:
         and read only if the page reaches it, in the order of an index (the queue's for waiting tasks).
         """
         wanted = {TaskStatus(s).value for s in statuses}
-        db = self._read()
+        with self._snapshot() as db:
+            return self._listed(db, wanted, limit, offset)
+
+    @staticmethod
+    def _listed(db: sqlite3.Connection, wanted: set[str], limit: int, offset: int) -> tuple[list[Task], int]:
         tasks: list[Task] = []
         total = 0
         for group in _LISTED_GROUPS:
