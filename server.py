@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--housekeeping-seconds", type=float, default=60, help="how often expired tasks and images are removed")
     add("--no-previews", dest="previews", action="store_false", help="do not render previews of running tasks")
     add("--log-prompts", action="store_true", help="log prompt text (by default only its length)")
-    add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="how much to log")
     return parser.parse_args(argv)
 
 
