@@ -40,15 +40,23 @@ class TaskSink(Protocol):
 
 
 class ChangeFeed:
-    """A counter bumped on every task state change, which waiters can block on instead of polling."""
+    """Counters bumped on task state changes, which waiters can block on instead of polling.
+
+    `version` counts every change. `others_version` leaves out a normal task joining the end of the queue,
+    which changes nothing known about any other task: what TaskService.status memoizes is keyed on it, so that
+    polling stays cheap while clients keep submitting.
+    """
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self.version = 0
+        self.others_version = 0
 
-    def changed(self) -> None:
+    def changed(self, *, joined_end: bool = False) -> None:
         with self._condition:
             self.version += 1
+            if not joined_end:
+                self.others_version += 1
             self._condition.notify_all()
 
     def wait(self, since: int, timeout: float) -> int:

@@ -122,7 +122,6 @@ class TaskService:
         self.supervisor = Supervisor(worker_settings, self.table, self.scheduler)
         self.scheduler.attach(self.supervisor)
         self._memo = _StoreMemo(-1)
-        self._appended = 0  # submissions that only joined the end of the queue (see status)
         self._stop = threading.Event()
         self._housekeeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
 
@@ -192,9 +191,7 @@ class TaskService:
         # current work and again as its own (a forecast of double the time).
         view = self.view(task)
         self.scheduler.dispatch()
-        self.scheduler.changes.changed()
-        if not task.priority:
-            self._appended += 1  # after the bump: a status read in between only misses its memo
+        self.scheduler.changes.changed(joined_end=not task.priority)
         return view
 
     def submit_all(self, requests: Sequence[GenerationRequest], client: str = "") -> list[TaskView]:
@@ -242,9 +239,8 @@ class TaskService:
         """What every waiting client polls, many times a second: answered from a memo of what the store held at
         the current version of the change feed, so polling an unchanged queue costs no query."""
         # Read before the store: a change after this empties the memo. A task joining the end of the queue
-        # changes no other task's answer (nothing it could be ahead of), so those do not count as changes:
-        # with clients submitting while others poll, the memo would otherwise never last.
-        version = self.scheduler.changes.version - self._appended
+        # changes no other task's answer (see ChangeFeed.others_version); a new task is not in the memo yet.
+        version = self.scheduler.changes.others_version
         memo = self._memo
         if memo.version != version:
             memo = self._memo = _StoreMemo(version)
@@ -492,10 +488,9 @@ class TaskService:
 
 @dataclass
 class _StoreMemo:
-    """Tasks, and the work queued ahead of each waiting one, as the store held them at one version of the
-    scheduler's change feed. Every change of a task's state bumps that version, so a memo of the current
-    version is exact; a new version starts a new memo. (Tasks joining the end of the queue are the exception
-    TaskService.status makes: they change nothing memoized.) Live progress is never memoized."""
+    """Tasks, and the work queued ahead of each waiting one, as the store held them at one `others_version` of
+    the scheduler's change feed. Every change that could alter a memoized answer bumps it, so a memo of the
+    current version is exact; a new version starts a new memo. Live progress is never memoized."""
 
     version: int
     tasks: dict[str, tuple[Task, Workload | None]] = field(default_factory=dict)

@@ -1,0 +1,51 @@
+"""Status answers are memoized per change of the queue; no change may be missed, whatever the interleaving."""
+
+from __future__ import annotations
+
+import pytest
+
+from taskqueue.service import GenerationRequest, ServiceSettings, TaskService
+from worker.engines.base import EngineConfig
+
+
+@pytest.fixture
+def service(tmp_path):
+    service = TaskService(ServiceSettings(data_dir=tmp_path, engine=EngineConfig(engine="demo", demo_speed=100)))
+    yield service
+    service.store.close()
+
+
+def test_submissions_at_the_end_keep_the_memo_and_real_changes_replace_it(service):
+    first = service.submit(GenerationRequest("first", width=256, height=256)).task
+    assert service.status(first.id).position == 0
+    version = service.scheduler.changes.others_version
+
+    second = service.submit(GenerationRequest("second", width=256, height=256)).task
+    assert service.scheduler.changes.others_version == version  # nothing memoized about `first` changed
+    assert service.status(second.id).position == 1
+
+    urgent = service.submit(GenerationRequest("urgent", width=256, height=256, priority=True)).task
+    assert service.status(urgent.id).position == 0
+    assert service.status(first.id).position == 1  # a priority task is a change for everyone behind it
+
+    service.cancel(first.id)
+    assert service.status(first.id).task.status.value == "cancelled"
+    assert service.status(second.id).position == 1
+
+
+def test_a_change_made_while_a_submission_is_being_recorded_is_not_hidden(service):
+    """The feed once counted "submissions at the end" apart and subtracted them; a status read between the
+    two counters, then a real change, could bring a stale memo back for good."""
+    waiting = service.submit(GenerationRequest("waiting", width=256, height=256)).task
+    changes = service.scheduler.changes
+    real_changed = changes.changed
+
+    def changed(**kwargs: bool) -> None:
+        real_changed(**kwargs)
+        service.status(waiting.id)  # a poll landing in the middle of the submission
+
+    changes.changed = changed
+    service.submit(GenerationRequest("another", width=256, height=256))
+    changes.changed = real_changed
+    service.cancel(waiting.id)
+    assert service.status(waiting.id).task.status.value == "cancelled"
