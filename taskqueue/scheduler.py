@@ -89,7 +89,6 @@ class Scheduler:
         self.info = info
         self.load_error: str | None = None
         self.changes = ChangeFeed()
-        self.outcomes: dict[str, int] = {}
         self.metrics = metrics or QueueMetrics()
 
     def attach(self, sink: TaskSink) -> None:
@@ -246,5 +245,4 @@ class Scheduler:
         self.changes.changed()
 
     def _count(self, outcome: str) -> None:
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         self.metrics.task_finished(outcome)

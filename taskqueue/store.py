@@ -220,15 +220,6 @@ class TaskStore:
         row = self._read().execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
         return _task(row) if row else None
 
-    def engine_task(self) -> Task | None:
-        """The task the engine is working on (at most one)."""
-        row = (
-            self._read()
-            .execute("SELECT * FROM tasks WHERE status = 'running' AND rendered_at IS NULL ORDER BY seq LIMIT 1")
-            .fetchone()
-        )
-        return _task(row) if row else None
-
     def running(self) -> list[Task]:
         rows = self._read().execute("SELECT * FROM tasks WHERE status = 'running' ORDER BY seq").fetchall()
         return [_task(r) for r in rows]
@@ -240,8 +231,11 @@ class TaskStore:
         side is summed from the index: the tasks ahead of it, or those behind it subtracted from the class's
         total; so a new task, always last, costs nothing however long the queue is.
         """
-        priority, seq = int(task.priority), task.seq
-        db = self._read()
+        with self._snapshot() as db:
+            return self._ahead_of(db, int(task.priority), task.seq)
+
+    @staticmethod
+    def _ahead_of(db: sqlite3.Connection, priority: int, seq: int) -> Workload:
         above = _totals(db, "priority > ?", priority)
         # Two subqueries: SQLite finds a MIN or a MAX alone from the index, but scans for both at once.
         class_seq = "FROM tasks WHERE status = 'waiting' AND priority = :priority"
