@@ -17,8 +17,13 @@ import waitress
 from api import create_app
 from api.auth import exposure_warning
 from api.serving import waitress_options
-from taskqueue.service import ServiceSettings, TaskService
-from worker.engines.base import ENGINE_NAMES, EngineConfig
+from core import rules
+from core.engines import EngineConfig
+from core.rules import Limits
+from taskqueue.assembly import build_service
+from taskqueue.housekeeping import StorageLimits
+from taskqueue.settings import ServiceSettings
+from worker.engines.base import ENGINE_NAMES
 
 log = logging.getLogger("mflux_server")
 
@@ -44,11 +49,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--threads", type=int, default=16, help="HTTP worker threads")
     add("--api-key", default=None, help="require this key on /api, /v1, /sdapi (better: env MFLUX_SERVER_API_KEY)")
     add("--cors-origins", default="*", help="origins browsers may call the API from, space or comma separated")
-    add("--max-images-per-request", type=int, default=4, help="most images one OpenAI or A1111 call may ask for")
-    add("--max-side", type=int, default=2560, help="largest width or height accepted, in pixels")
-    add("--max-steps", type=int, default=100, help="most denoising steps accepted")
-    add("--max-waiting", type=int, default=10_000, help="most waiting tasks overall (more: 429)")
-    add("--max-waiting-per-client", type=int, default=1_000, help="most waiting tasks per client (more: 429)")
+    for limit in rules.options():  # every limit a request is judged by: core/rules.py declares them
+        add(
+            f"--{limit.name.replace('_', '-')}",
+            type=type(limit.default),
+            default=limit.default,
+            help=limit.metadata["help"],
+        )
     add("--retention-hours", type=float, default=24.0, help="forget unfetched images and finished tasks after this")
     add("--max-stored-images", type=int, default=1000, help="most unfetched images kept; the oldest go first")
     add("--max-stored-mb", type=float, default=2048, help="most megabytes of unfetched images kept (0: no limit)")
@@ -63,7 +70,7 @@ def configure_logging(level: str) -> None:
     logging.config.dictConfig({
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"task": {"()": "server.TaskIdFilter"}},
+        "filters": {"task": {"()": TaskIdFilter}},
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)-7s %(name)s [%(task_id)s] %(message)s"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["task"]}},
         "root": {"level": level, "handlers": ["stderr"]},
@@ -94,27 +101,27 @@ def main(argv: list[str] | None = None) -> int:
         args.engine, args.model, args.quantize, args.path, tuple(args.lora_paths), tuple(args.lora_scales),
         args.demo_speed,
     )  # fmt: skip
-    settings = ServiceSettings(
-        data_dir=args.data_dir, engine=engine, previews=args.previews, max_waiting_tasks=args.max_waiting,
-        max_waiting_per_client=args.max_waiting_per_client, retention_seconds=args.retention_hours * 3600,
-        max_stored_images=args.max_stored_images, log_prompts=args.log_prompts,
+    limits = Limits(**{limit.name: getattr(args, limit.name) for limit in rules.options()})
+    storage = StorageLimits(
+        retention_seconds=args.retention_hours * 3600,
+        max_stored_images=args.max_stored_images,
         max_stored_bytes=round(args.max_stored_mb * 1e6) if args.max_stored_mb > 0 else None,
-        housekeeping_interval=args.housekeeping_seconds,
+    )
+    settings = ServiceSettings(
+        data_dir=args.data_dir, engine=engine, limits=limits, storage=storage, previews=args.previews,
+        log_prompts=args.log_prompts, housekeeping_interval=args.housekeeping_seconds,
     )  # fmt: skip
     try:
-        service = TaskService(settings)
+        service = build_service(settings)
     except (OSError, ValueError) as error:
         log.error("cannot start: %s", error)
         return 2
-    limits = {"min_side": 64, "max_side": args.max_side, "max_steps": args.max_steps, "max_prompt_chars": 4000}
     api_key = args.api_key or os.environ.get("MFLUX_SERVER_API_KEY") or None
     config = {
-        "MFLUX_LIMITS": limits,
         "MFLUX_API_KEY": api_key,
         "MFLUX_CORS_ORIGINS": args.cors_origins,
         # Event streams and blocking OpenAI/A1111 calls each hold a thread: keep a few for everything else.
         "MFLUX_MAX_HELD_REQUESTS": max(1, args.threads - 4),
-        "MFLUX_MAX_IMAGES_PER_REQUEST": args.max_images_per_request,
     }
     app = create_app(config, service=service)
     # Limits and timeouts against slow and stuck clients, each explained in api/serving.py.

@@ -21,10 +21,10 @@ import ipaddress
 import re
 from collections.abc import Iterator
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, current_app, request
 from flask_smorest import Api
 
-from api.compat import a1111_error, openai_error, under
+from api.errors import error_response, under
 
 PROTECTED_PREFIXES = ("/api", "/v1", "/sdapi")
 QUERY_KEY_PATHS = frozenset({"/api/events", "/api/image", "/api/preview"})
@@ -95,15 +95,7 @@ def _presented_keys() -> Iterator[str]:
 
 
 def _unauthorized(message: str) -> Response:
-    if under(request.path, "/v1"):
-        response = openai_error(401, message, code="invalid_api_key")
-    elif under(request.path, "/sdapi"):
-        response = a1111_error(401, message)
-    else:
-        response = jsonify({"code": 401, "status": "Unauthorized", "message": message})
-        response.status_code = 401
-    response.headers.update(CHALLENGE)
-    return response
+    return error_response(401, message, CHALLENGE)
 
 
 def parse_origins(value: str | list[str] | tuple[str, ...]) -> str | list[str]:

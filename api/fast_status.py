@@ -3,7 +3,7 @@
 Polling clients send this many times a second each. Through Flask, flask-smorest and marshmallow it costs
 about 0.6 ms of CPU under the GIL, which caps the whole server near 1,000 answers a second on two cores
 (BENCHMARKS.md, benchmark 2). This WSGI middleware answers the plain form of that one request directly
-from `TaskService.status` and `presenters.status_of`, the same functions the Flask view calls, with the
+from `TaskService.status` and `api.tasks.presenters.status_of`, the same functions the Flask view calls, with the
 same body and headers; everything else goes to Flask untouched:
 - any other method, path or query string (extra parameters, an invalid id: Flask's 422 explains it);
 - an unknown task (Flask's JSON 404), or any error (Flask's handlers answer and log it);
@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 
 from flask import Flask
 
-from api.context import EXTENSION
-from api.presenters import status_of
+from api.context import service_of
+from api.tasks.presenters import status_of
 
 PATH = "/api/status"
 QUERY = re.compile(r"task_id=([0-9a-f]{16})")  # exactly what TASK_ID_PATTERN accepts, and nothing else
@@ -46,7 +46,7 @@ class StatusFastPath:
         if headers is None:
             return self.wrapped(environ, self._learn_headers(start_response))
         try:
-            view = self._app.extensions[EXTENSION].status(task_id)
+            view = service_of(self._app).status(task_id)
         except Exception:  # unknown task, or a real error: Flask answers it as usual (404 JSON, logged 500)
             return self.wrapped(environ, start_response)
         # As Flask's jsonify: the app's JSON provider, compact separators, a final newline.

@@ -3,7 +3,7 @@
 Each app has its own `CollectorRegistry`, never the process-wide default one, so that `create_app` can run
 many times in one process. The registry holds one collector that, when scraped, reads the service's current
 state (queue depth, worker, stored images) and adds the counters and histograms the scheduler keeps
-(taskqueue/metrics.py). Nothing here holds prompt text.
+(taskqueue/metrics.py, through the service). Nothing here holds prompt text.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from api.blueprint import ApiBlueprint
-from api.context import EXTENSION as SERVICE_EXTENSION
+from api.context import service_of
+from api.smorest import ApiBlueprint
 from taskqueue.service import TaskService
 
 EXTENSION = "mflux_server.metrics"
@@ -27,7 +27,7 @@ blp = ApiBlueprint("metrics", __name__, description="Metrics for Prometheus.")
 
 
 def init_app(app: Flask, api: Api) -> None:
-    app.extensions[EXTENSION] = registry_for(app.extensions[SERVICE_EXTENSION])
+    app.extensions[EXTENSION] = registry_for(service_of(app))
     api.register_blueprint(blp)
 
 
@@ -47,24 +47,24 @@ class ServiceState:
         service = self._service
         health = service.health()
         tasks = GaugeMetricFamily("mflux_tasks", "Tasks the server holds, by status.", labels=["status"])
-        for status, count in service.store.count_by_status().items():
+        for status, count in service.count_by_status().items():
             tasks.add_metric([status], count)
         yield tasks
         yield GaugeMetricFamily(
-            "mflux_healthy", "1 when /api/health answers 200: worker alive, engine loaded or loading.", health["ok"]
+            "mflux_healthy", "1 when /api/health answers 200: worker alive, engine loaded or loading.", health.ok
         )
-        yield GaugeMetricFamily("mflux_worker_alive", "1 while the worker process runs.", health["worker_alive"])
-        yield GaugeMetricFamily("mflux_model_loaded", "1 once the engine is loaded.", health["model_loaded"])
+        yield GaugeMetricFamily("mflux_worker_alive", "1 while the worker process runs.", health.worker_alive)
+        yield GaugeMetricFamily("mflux_model_loaded", "1 once the engine is loaded.", health.model_loaded)
         yield CounterMetricFamily(
-            "mflux_worker_restarts", "Times the worker process died and was started again.", health["worker_restarts"]
+            "mflux_worker_restarts", "Times the worker process died and was started again.", health.worker_restarts
         )
-        images, image_bytes = service.store.stored_images()
+        images, image_bytes = service.stored_images()
         yield GaugeMetricFamily("mflux_images_stored", "Finished images waiting to be fetched.", images)
         yield GaugeMetricFamily("mflux_image_bytes_stored", "Bytes of the images waiting to be fetched.", image_bytes)
         info = GaugeMetricFamily("mflux_engine_info", "The engine and model being served.", labels=["engine", "model"])
-        info.add_metric([health["engine"], health["model"]], 1)
+        info.add_metric([health.engine, health.model], 1)
         yield info
-        yield from service.metrics.collect()
+        yield from service.counters()
 
 
 @blp.route("/metrics")

@@ -14,9 +14,12 @@ from contextlib import contextmanager
 
 from flask import Flask, current_app, request
 
-from api.context import client_id, service
-from taskqueue.service import GenerationRequest
-from taskqueue.tasks import Task
+from api.context import caller, service
+from api.errors import error_response
+from core import rules
+from core.errors import InvalidRequest
+from core.submissions import GenerationRequest
+from core.tasks import Task
 
 EXTENSION = "mflux_server.held_requests"
 RETRY_AFTER_SECONDS = 5
@@ -66,6 +69,11 @@ class HeldRequests:
 
 def init_app(app: Flask) -> None:
     app.extensions[EXTENSION] = HeldRequests(max(1, int(app.config["MFLUX_MAX_HELD_REQUESTS"])))
+    app.register_error_handler(NoFreeSlot, _no_free_slot)
+
+
+def _no_free_slot(error: NoFreeSlot):
+    return error_response(503, str(error), {"Retry-After": str(error.retry_after_seconds)})
 
 
 def held_requests() -> HeldRequests:
@@ -81,6 +89,12 @@ def client_disconnected() -> Callable[[], bool]:
     return request.environ.get("waitress.client_disconnected") or (lambda: False)
 
 
+def require_count(count: int) -> None:
+    """Refuse a call asking for more images than the server makes per request, before building the requests."""
+    if problem := rules.count_problem(count, service().limits):
+        raise InvalidRequest({"count": [problem]})
+
+
 def generate_and_wait(requests: Sequence[GenerationRequest]) -> list[Task]:
     """Queue the images like any others and block until they have ended, as OpenAI and A1111 clients expect.
 
@@ -88,5 +102,5 @@ def generate_and_wait(requests: Sequence[GenerationRequest]) -> list[Task]:
     """
     tasks_service = service()
     with held_requests().hold():
-        views = tasks_service.submit_all(requests, client=client_id())
+        views = tasks_service.submit_all(requests, caller())
         return tasks_service.wait_final([view.task.id for view in views], cancelled=client_disconnected())

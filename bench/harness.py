@@ -1,6 +1,6 @@
 """Starting the real server for a benchmark, and the benchmark driver's own HTTP client.
 
-Servers are started with `tests.support.server_process.RunningServer`, the same class the end-to-end tests
+Servers are started with `harness.server_process.RunningServer`, the same class the end-to-end tests
 use: `python server.py` as a subprocess (waitress + its worker process) on a free loopback port.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from tests.support.server_process import RunningServer, wait_for
+from harness.server_process import RunningServer, wait_for
 
 __all__ = ["Api", "RunningServer", "running_server", "wait_for"]
 

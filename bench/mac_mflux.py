@@ -37,8 +37,9 @@ from bench.machine import this_machine
 from bench.report import Section, Table, Verdict, print_section
 from bench.stats import Summary, percent
 from bench.workload import Accuracy, Driver, TaskSpec, mixed_workload
-from taskqueue.tasks import GenerationParams
-from worker.engines.base import EngineConfig, EngineLoadError, describe_engine
+from core.engines import EngineConfig
+from core.tasks import GenerationParams
+from worker.engines.base import EngineLoadError, describe_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_OVERHEAD = 0.02

@@ -39,7 +39,7 @@ import requests
 from PIL import Image
 
 from bench.machine import rss_bytes, this_machine
-from tests.support.server_process import RunningServer
+from harness.server_process import RunningServer
 from worker.encoding import read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]

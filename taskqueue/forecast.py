@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MEGAPIXEL = 1024 * 1024
+from core.progress import LiveProgress
+from core.tasks import MEGAPIXEL
+
 HISTORY_SIZE = 200  # the newest finished tasks the model learns from
 PRIOR_WEIGHT = 2.0  # how many observations' worth of trust the prior shape keeps
 
@@ -166,23 +168,14 @@ def _nonnegative_least_squares(rows: np.ndarray, targets: np.ndarray) -> list[fl
     return [float(c) for c in coef]
 
 
-@dataclass(frozen=True)
-class LiveProgress:
-    """What the worker reports about the task on the engine right now (from the shared status table)."""
-
-    started_at: float
-    steps: int
-    steps_done: int
-    loop_started_at: float | None = None
-    last_step_at: float | None = None
-
-
 def remaining_seconds(model: CostModel, work: Workload, live: LiveProgress | None, now: float) -> float:
     """Seconds until the task on the engine releases it, using its measured step times once it has some."""
     mp, steps = work.megapixels, int(work.steps)
     after_loop = model.after_loop_seconds(mp)
     if live is None:
         return model.seconds(work)
+    if live.rendered_at is not None:
+        return 0.0
     if live.loop_started_at is None:
         before_loop_left = max(model.fixed - (now - live.started_at), 0.0)
         return before_loop_left + steps * model.step_seconds(mp) + after_loop

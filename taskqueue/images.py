@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from taskqueue.tasks import TASK_ID_PATTERN, ImageFormat
-
-TEMP_SUFFIX = ".partial"
+from core.tasks import ImageFormat, is_task_id
 
 
 class ImageFiles:
@@ -19,7 +16,7 @@ class ImageFiles:
 
     def path(self, task_id: str, image_format: ImageFormat) -> Path:
         # The id pattern is the only thing standing between a client's string and the file system.
-        if not TASK_ID_PATTERN.fullmatch(task_id):
+        if not is_task_id(task_id):
             raise ValueError(f"not a task id: {task_id!r}")
         return self.directory / f"{task_id}.{image_format.extension}"
 
@@ -44,17 +41,3 @@ class ImageFiles:
                 os.unlink(entry.path)
                 removed.append(entry.name)
         return removed
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the whole file or none: write beside it, then rename over it."""
-    partial = path.with_name(path.name + TEMP_SUFFIX)
-    try:
-        with open(partial, "wb") as handle:
-            handle.write(data)
-        os.replace(partial, path)
-    except BaseException:
-        # A half-written file on a full disk would keep it full: give its space back before reporting.
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
-        raise

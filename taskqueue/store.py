@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.tasks import GenerationParams, ImageFormat, OutputSpec, Task, TaskStatus
 from taskqueue.forecast import Observation, Workload
-from taskqueue.tasks import GenerationParams, ImageFormat, OutputSpec, Task, TaskStatus
 
 SCHEMA_VERSION = 1
 
@@ -128,6 +128,34 @@ class Recovery:
     failed: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Capacity:
+    """How many tasks may wait: overall, and per client."""
+
+    waiting: int
+    waiting_per_client: int
+
+
+class OverCapacity(Exception):
+    def __init__(self, scope: str, limit: int) -> None:
+        super().__init__(f"{scope}: {limit}")
+        self.scope = scope  # "queue" or "client"
+        self.limit = limit
+
+
+def _check_capacity(db: sqlite3.Connection, capacity: Capacity, news: Sequence[NewTask]) -> None:
+    if round(_totals(db, "1").tasks) + len(news) > capacity.waiting:
+        raise OverCapacity("queue", capacity.waiting)
+    clients: dict[str, int] = {}
+    for new in news:
+        if new.client:
+            clients[new.client] = clients.get(new.client, 0) + 1
+    for client, adding in clients.items():
+        sql = "SELECT COUNT(*) FROM tasks WHERE status = 'waiting' AND client = ?"
+        if db.execute(sql, (client,)).fetchone()[0] + adding > capacity.waiting_per_client:
+            raise OverCapacity("client", capacity.waiting_per_client)
+
+
 class TaskStore:
     def __init__(self, path: Path, clock=time.time) -> None:
         self.path = path
@@ -197,24 +225,37 @@ class TaskStore:
     # -- adding and reading ------------------------------------------------------------------------------
 
     def add(self, new: NewTask) -> Task:
-        p = new.params
+        return self.add_all([new])[0]
+
+    def add_all(self, news: Sequence[NewTask], capacity: Capacity | None = None) -> list[Task]:
+        """Queue tasks in one transaction: all of them, or (over `capacity`) none, raising `OverCapacity`.
+
+        Checking the caps and inserting in the same write transaction is what makes the caps hold under
+        simultaneous submissions: two checks can no longer both see room for one more.
+        """
         with self._write() as db:
-            while True:
-                task_id = secrets.token_hex(8)
-                try:
-                    db.execute(
-                        """INSERT INTO tasks (id, status, priority, prompt, negative_prompt, seed, width, height,
-                               steps, guidance, format, quality, engine, client, submitted_at)
-                           VALUES (?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                        (task_id, int(new.priority), p.prompt, p.negative_prompt, p.seed, p.width, p.height,
-                         p.steps, p.guidance, new.output.format.value, new.output.quality, new.engine,
-                         new.client, self._clock()),
-                    )  # fmt: skip
-                    break
-                except sqlite3.IntegrityError:  # 64 random bits collided: draw again
-                    continue
-            row = db.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        return _task(row)
+            if capacity is not None:
+                _check_capacity(db, capacity, news)
+            ids = [self._insert(db, new) for new in news]
+            rows = [db.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone() for task_id in ids]
+        return [_task(row) for row in rows]
+
+    def _insert(self, db: sqlite3.Connection, new: NewTask) -> str:
+        p = new.params
+        while True:
+            task_id = secrets.token_hex(8)
+            try:
+                db.execute(
+                    """INSERT INTO tasks (id, status, priority, prompt, negative_prompt, seed, width, height,
+                           steps, guidance, format, quality, engine, client, submitted_at)
+                       VALUES (?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (task_id, int(new.priority), p.prompt, p.negative_prompt, p.seed, p.width, p.height,
+                     p.steps, p.guidance, new.output.format.value, new.output.quality, new.engine,
+                     new.client, self._clock()),
+                )  # fmt: skip
+                return task_id
+            except sqlite3.IntegrityError:  # 64 random bits collided: draw again
+                continue
 
     def get(self, task_id: str) -> Task | None:
         row = self._read().execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()

@@ -21,7 +21,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.support.server_process import RunningServer, wait_for
+from harness.server_process import RunningServer, wait_for
 
 # Open WebUI sends `authorization: Basic base64(api_auth)`, or an empty header when no auth is configured.
 OPEN_WEBUI_HEADERS = {"authorization": ""}

@@ -5,23 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from api import create_app
-from taskqueue.service import ServiceSettings, TaskService
-from worker.engines.base import EngineConfig
-
-
-@pytest.fixture
-def service(tmp_path):
-    service = TaskService(ServiceSettings(data_dir=tmp_path, engine=EngineConfig(engine="demo", demo_speed=100)))
-    yield service
-    service.store.close()
-
-
-@pytest.fixture
-def client(service):
-    app = create_app({"TESTING": True}, service=service)
-    return app.test_client()
-
 
 def generate(client, **body):
     return client.post("/api/generate", json={"prompt": "a lighthouse", **body})

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from api.auth import exposure_warning, is_loopback, parse_origins
-from tests.support.server_process import RunningServer, wait_for
+from harness.server_process import RunningServer, wait_for
 from tests.support.sse import read_events
 
 KEY = "s3cret-key-for-tests-7f1c"

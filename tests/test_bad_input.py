@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tests.support.server_process import RunningServer
+from harness.server_process import RunningServer
 from worker.encoding import read_metadata
 
 SMALL = {"width": 64, "height": 64, "steps": 1}

@@ -19,6 +19,7 @@ import pytest
 import requests
 from PIL import Image
 
+from harness.server_process import wait_for
 from mflux_client import (
     ImageNotReady,
     InvalidRequest,
@@ -34,7 +35,6 @@ from mflux_client import (
     WaitTimeout,
     next_poll_delay,
 )
-from tests.support.server_process import wait_for
 
 CLI = [sys.executable, "-m", "mflux_client.cli"]
 

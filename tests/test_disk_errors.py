@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server_process import ROOT, SERVER
+from harness.server_process import ROOT, SERVER
 
 
 def start_up(data_dir: Path, wrap: list[str] | None = None) -> subprocess.CompletedProcess:

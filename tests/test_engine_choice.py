@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 
 import server
-from tests.support.server_process import wait_for
+from harness.server_process import wait_for
 
 
 def test_missing_mflux_stops_the_server_with_instructions(monkeypatch, capsys, tmp_path):

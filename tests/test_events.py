@@ -9,7 +9,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.support.server_process import RunningServer, wait_for
+from harness.server_process import RunningServer, wait_for
 from tests.support.sse import open_stream, read_events
 
 # Demo-engine durations at speed 2: a 1024² step takes ~1 s, a 512² step ~0.2 s.

@@ -18,8 +18,8 @@ import pytest
 import requests
 from PIL import Image
 
-from taskqueue.tasks import ImageFormat
-from tests.support.server_process import RunningServer, wait_for
+from core.tasks import ImageFormat
+from harness.server_process import RunningServer, wait_for
 from worker.encoding import read_metadata
 
 FAULT_POINTS = ["before-loop", "step-2", "after-loop", "encoding"]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server_process import ROOT, RunningServer
+from harness.server_process import ROOT, RunningServer
 
 MAX_EXAMPLES = 30  # per operation and phase; the file runs in about a minute on two cores
 ST = Path(sys.executable).with_name("st")

@@ -16,7 +16,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.support.server_process import ROOT, wait_for
+from harness.server_process import ROOT, wait_for
 
 GRADIO_PYTHON = ROOT / ".venv-gradio" / "bin" / "python"
 APP = ROOT / "clients" / "gradio" / "app.py"

@@ -14,23 +14,15 @@ from werkzeug.test import Client
 
 from api import create_app
 from api.fast_status import StatusFastPath
-from api.presenters import task_of
-from api.schemas import TaskSchema
-from taskqueue.service import GenerationRequest, ServiceSettings, TaskService
+from api.tasks.presenters import task_of
+from api.tasks.schemas import TaskSchema
+from core.submissions import GenerationRequest
+from core.tasks import GenerationParams, OutputSpec, TaskStatus
 from taskqueue.store import NewTask, TaskStore
-from taskqueue.tasks import GenerationParams, OutputSpec, TaskStatus
-from worker.engines.base import EngineConfig
 
-# Headers that legitimately differ between two answers.
+# Headers that legitimately differ between two answers. (The `service` fixture's worker is not started:
+# tasks stay waiting and their forecast does not move with the clock.)
 VOLATILE = {"date", "server"}
-
-
-@pytest.fixture
-def service(tmp_path):
-    # The worker is not started: tasks stay waiting and their forecast does not move with the clock.
-    service = TaskService(ServiceSettings(data_dir=tmp_path, engine=EngineConfig(engine="demo", demo_speed=100)))
-    yield service
-    service.store.close()
 
 
 def make_app(service, **config):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api import create_app
-from taskqueue.service import GenerationRequest, ServiceSettings, TaskService
-from tests.support.server_process import RunningServer, wait_for
-from worker.engines.base import EngineConfig
+from core.submissions import GenerationRequest
+from harness.server_process import RunningServer, wait_for
+from taskqueue.service import TaskService
 
 BIG = {"width": 2048, "height": 2048, "steps": 100}  # ~30 s on the engine at demo speed 50: stays running
 
@@ -134,22 +133,12 @@ def test_log_prompts_puts_the_prompt_in_the_waiting_line(server_factory):
 # -- in process ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def service(tmp_path):
-    service = TaskService(ServiceSettings(data_dir=tmp_path, engine=EngineConfig(engine="demo", demo_speed=100)))
-    yield service
-    service.store.close()
-
-
-def test_each_app_has_its_own_registry(service, tmp_path):
+def test_each_app_has_its_own_registry(service, parts_factory):
     """create_app runs many times in one process (the tests do): no global registry, no duplicate names."""
-    other = TaskService(ServiceSettings(data_dir=tmp_path / "other", engine=EngineConfig(engine="demo")))
-    try:
-        apps = [create_app({"TESTING": True}, service=s) for s in (service, service, other)]
-        service.submit(GenerationRequest(prompt="x", width=256, height=256))
-        texts = [app.test_client().get("/metrics").get_data(as_text=True) for app in apps]
-    finally:
-        other.store.close()
+    other = TaskService(parts_factory("other"))
+    apps = [create_app({"TESTING": True}, service=s) for s in (service, service, other)]
+    service.submit(GenerationRequest(prompt="x", width=256, height=256))
+    texts = [app.test_client().get("/metrics").get_data(as_text=True) for app in apps]
     assert [scrape(t)[("mflux_tasks", (("status", "waiting"),))] for t in texts] == [1, 1, 0]
     assert "/metrics" in apps[0].test_client().get("/openapi.json").get_json()["paths"]
 

@@ -39,9 +39,10 @@ from mflux.utils.exceptions import StopImageGenerationException
 from mlx import nn
 from PIL import Image
 
-from taskqueue.tasks import GenerationParams
+from core.engines import EngineConfig
+from core.tasks import GenerationParams
 from worker.engines import mflux_engine
-from worker.engines.base import EngineConfig, EngineLoadError, TaskCancelled, describe_engine
+from worker.engines.base import EngineLoadError, TaskCancelled, describe_engine
 from worker.engines.mflux_engine import LATENT_RGB_FACTORS, MfluxEngine, describe, latents_to_preview, load
 from worker.engines.mflux_models import MODEL_NAMES, MODELS, ModelSpec, resolve_model
 

@@ -24,9 +24,10 @@ from hypothesis.stateful import (
     rule,
 )
 
-from taskqueue.forecast import CostModel, LiveProgress, Observation, Workload, fit, remaining_seconds
+from core.progress import LiveProgress
+from core.tasks import GenerationParams, ImageFormat, OutputSpec, TaskStatus
+from taskqueue.forecast import CostModel, Observation, Workload, fit, remaining_seconds
 from taskqueue.store import NewTask, TaskStore
-from taskqueue.tasks import GenerationParams, ImageFormat, OutputSpec, TaskStatus
 
 # -- the store against a model of the queue -----------------------------------------------------------------
 
@@ -281,8 +282,8 @@ def test_remaining_seconds_is_never_negative(model, mp, steps, timeline, probes)
     started = 1000.0
     loop_started = started + timeline[0]
     done_times = list(itertools.accumulate(timeline[1 : steps + 1], initial=loop_started))[1:]
-    states = [LiveProgress(started, steps, 0), LiveProgress(started, steps, 0, loop_started)]
-    states += [LiveProgress(started, steps, k, loop_started, at) for k, at in enumerate(done_times, start=1)]
+    states = [LiveProgress("t", started, steps, 0), LiveProgress("t", started, steps, 0, loop_started)]
+    states += [LiveProgress("t", started, steps, k, loop_started, at) for k, at in enumerate(done_times, start=1)]
     assert remaining_seconds(model, work, None, started) >= 0
     for live in states:
         for offset in probes:
@@ -300,13 +301,15 @@ def _countdown(model: CostModel, mp: float, steps: int, slowness: float) -> tupl
     step = model.step_seconds(mp) * slowness
     started = 1000.0
     loop_started = started + model.fixed * slowness
-    early = [remaining_seconds(model, work, LiveProgress(started, steps, 0), now) for now in (started, loop_started)]
-    live = LiveProgress(started, steps, 0, loop_started)
+    early = [
+        remaining_seconds(model, work, LiveProgress("t", started, steps, 0), now) for now in (started, loop_started)
+    ]
+    live = LiveProgress("t", started, steps, 0, loop_started)
     early += [remaining_seconds(model, work, live, now) for now in (loop_started, loop_started + step / 2)]
     measured = []
     for k in range(1, steps + 1):
         at = loop_started + k * step
-        live = LiveProgress(started, steps, k, loop_started, at)
+        live = LiveProgress("t", started, steps, k, loop_started, at)
         measured += [remaining_seconds(model, work, live, now) for now in (at, at + step / 2, at + step * 0.999)]
     return early, measured
 

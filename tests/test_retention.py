@@ -7,48 +7,64 @@ import dataclasses
 
 import pytest
 
-from taskqueue.errors import ImageNotAvailable, TaskNotFound
-from taskqueue.service import ServiceSettings, TaskService
+from core.errors import ImageNotAvailable, TaskNotFound
+from core.tasks import GenerationParams, ImageFormat, OutputSpec, Task
+from harness.server_process import wait_for
+from taskqueue.housekeeping import StorageLimits
+from taskqueue.parts import Parts
+from taskqueue.service import TaskService
 from taskqueue.store import NewTask
-from taskqueue.tasks import GenerationParams, ImageFormat, OutputSpec, Task
-from tests.support.server_process import wait_for
-from worker.engines.base import EngineConfig
 
 HOUR = 3600.0
 T0 = 1_800_000_000.0  # the fake clock: every time below is passed in explicitly, relative to this
 
 
-def make_service(tmp_path, **settings) -> TaskService:
-    base = ServiceSettings(data_dir=tmp_path / "data", engine=EngineConfig(engine="demo", demo_speed=100))
-    return TaskService(dataclasses.replace(base, **settings))
+class Queue:
+    """The service and the parts under it: tasks are put in place through the store, swept by the housekeeper."""
+
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+        self.service = TaskService(parts)
+        self.store = parts.store
+
+    def sweep(self, now: float) -> int:
+        return self.parts.housekeeper.sweep(now)
+
+    def image(self, task_id: str, delete: bool = True):
+        return self.service.image(task_id, delete)
+
+    def task(self, task_id: str) -> Task:
+        return self.service.task(task_id)
+
+
+def make_queue(parts_factory, **storage) -> Queue:
+    return Queue(parts_factory(storage=dataclasses.replace(StorageLimits(), **storage)))
 
 
 @pytest.fixture
-def service(tmp_path):
-    service = make_service(tmp_path, retention_seconds=24 * HOUR, max_stored_images=1000)
-    yield service
-    service.store.close()
+def service(parts_factory) -> Queue:
+    return make_queue(parts_factory, retention_seconds=24 * HOUR, max_stored_images=1000)
 
 
-def add_task(service: TaskService, prompt: str = "x") -> Task:
+def add_task(service: Queue, prompt: str = "x") -> Task:
     params = GenerationParams(prompt=prompt, seed=1, width=256, height=256, steps=2, guidance=3.5)
     return service.store.add(NewTask(params, OutputSpec(ImageFormat.PNG), False, "demo"))
 
 
-def finished(service: TaskService, ended_at: float, outcome: str = "done", size: int = 100) -> Task:
+def finished(service: Queue, ended_at: float, outcome: str = "done", size: int = 100) -> Task:
     """A task that ran and ended at `ended_at`; a done one has an image file of `size` bytes."""
     task = add_task(service)
     assert service.store.claim_next().id == task.id
     if outcome == "done":
-        service.images.path(task.id, ImageFormat.PNG).write_bytes(b"\x89" * size)
+        service.parts.images.path(task.id, ImageFormat.PNG).write_bytes(b"\x89" * size)
         assert service.store.mark_done(task.id, ended_at, size)
     else:
         assert service.store.mark_failed(task.id, ended_at, "generation failed: boom")
     return service.store.get(task.id)
 
 
-def stored_files(service: TaskService) -> set[str]:
-    return {path.name for path in service.images.directory.iterdir()}
+def stored_files(service: Queue) -> set[str]:
+    return {path.name for path in service.parts.images.directory.iterdir()}
 
 
 def test_finished_tasks_and_unfetched_images_expire_after_the_retention_time(service):
@@ -57,8 +73,8 @@ def test_finished_tasks_and_unfetched_images_expire_after_the_retention_time(ser
     young_image = finished(service, T0 + 2 * HOUR)
     waiting = add_task(service)
 
-    assert service.expire_old(T0 + 24 * HOUR - 1) == 0  # not yet: retention is measured from the end
-    assert service.expire_old(T0 + 24 * HOUR + 2) == 2
+    assert service.sweep(T0 + 24 * HOUR - 1) == 0  # not yet: retention is measured from the end
+    assert service.sweep(T0 + 24 * HOUR + 2) == 2
     for gone in (old_image, old_failure):
         with pytest.raises(TaskNotFound):
             service.task(gone.id)
@@ -67,7 +83,7 @@ def test_finished_tasks_and_unfetched_images_expire_after_the_retention_time(ser
     assert len(data) == 100
     assert service.task(waiting.id).status.value == "waiting"  # tasks not finished never expire
 
-    assert service.expire_old(T0 + 26 * HOUR + 1) == 1
+    assert service.sweep(T0 + 26 * HOUR + 1) == 1
     assert stored_files(service) == set()
     assert service.task(waiting.id).status.value == "waiting"
 
@@ -77,53 +93,44 @@ def test_fetched_images_leave_their_task_until_it_expires(service):
     service.image(task.id)  # fetch once: the file goes at once, the task stays for its status
     assert stored_files(service) == set()
     assert service.task(task.id).fetched_at is not None
-    assert service.expire_old(T0 + 24 * HOUR + 1) == 1
+    assert service.sweep(T0 + 24 * HOUR + 1) == 1
     with pytest.raises(TaskNotFound):
         service.task(task.id)
 
 
-def test_the_oldest_unfetched_images_go_beyond_the_count_limit(tmp_path):
-    service = make_service(tmp_path, max_stored_images=3)
-    try:
-        tasks = [finished(service, T0 + minute * 60) for minute in (4, 0, 3, 1, 2)]  # ended out of order
-        assert service.expire_old(T0 + HOUR) == 2
-        oldest = {tasks[1].id, tasks[3].id}  # ended at minutes 0 and 1
-        assert stored_files(service) == {f"{t.id}.png" for t in tasks if t.id not in oldest}
-        for task_id in oldest:
-            with pytest.raises(ImageNotAvailable, match="over the limit of 3 stored images"):
-                service.image(task_id)
-            assert service.task(task_id).status.value == "done"  # the task is kept; only its image went
-        assert service.store.stored_images() == (3, 300)
-        assert service.expire_old(T0 + HOUR) == 0  # within the limit now: nothing more goes
-    finally:
-        service.store.close()
+def test_the_oldest_unfetched_images_go_beyond_the_count_limit(parts_factory):
+    service = make_queue(parts_factory, max_stored_images=3)
+    tasks = [finished(service, T0 + minute * 60) for minute in (4, 0, 3, 1, 2)]  # ended out of order
+    assert service.sweep(T0 + HOUR) == 2
+    oldest = {tasks[1].id, tasks[3].id}  # ended at minutes 0 and 1
+    assert stored_files(service) == {f"{t.id}.png" for t in tasks if t.id not in oldest}
+    for task_id in oldest:
+        with pytest.raises(ImageNotAvailable, match="over the limit of 3 stored images"):
+            service.image(task_id)
+        assert service.task(task_id).status.value == "done"  # the task is kept; only its image went
+    assert service.store.stored_images() == (3, 300)
+    assert service.sweep(T0 + HOUR) == 0  # within the limit now: nothing more goes
 
 
-def test_the_oldest_unfetched_images_go_beyond_the_byte_limit(tmp_path):
-    service = make_service(tmp_path, max_stored_images=1000, max_stored_bytes=1000)
-    try:
-        tasks = [finished(service, T0 + i, size=size) for i, size in enumerate((400, 300, 200, 300))]
-        assert service.expire_old(T0 + 10) == 1  # 1200 bytes: the oldest (400) goes, 800 are left
-        assert service.store.stored_images() == (3, 800)
-        with pytest.raises(ImageNotAvailable, match=r"over the limit of 0\.001 MB of stored images"):
-            service.image(tasks[0].id)
-        finished(service, T0 + 20, size=900)  # 1700 bytes: three more must go, oldest first, the new one stays
-        assert service.expire_old(T0 + 30) == 3
-        assert service.store.stored_images() == (1, 900)
-    finally:
-        service.store.close()
+def test_the_oldest_unfetched_images_go_beyond_the_byte_limit(parts_factory):
+    service = make_queue(parts_factory, max_stored_images=1000, max_stored_bytes=1000)
+    tasks = [finished(service, T0 + i, size=size) for i, size in enumerate((400, 300, 200, 300))]
+    assert service.sweep(T0 + 10) == 1  # 1200 bytes: the oldest (400) goes, 800 are left
+    assert service.store.stored_images() == (3, 800)
+    with pytest.raises(ImageNotAvailable, match=r"over the limit of 0\.001 MB of stored images"):
+        service.image(tasks[0].id)
+    finished(service, T0 + 20, size=900)  # 1700 bytes: three more must go, oldest first, the new one stays
+    assert service.sweep(T0 + 30) == 3
+    assert service.store.stored_images() == (1, 900)
 
 
-def test_a_single_image_above_the_byte_limit_is_dropped_too(tmp_path):
-    service = make_service(tmp_path, max_stored_bytes=50)
-    try:
-        task = finished(service, T0, size=100)
-        assert service.expire_old(T0 + 1) == 1
-        assert stored_files(service) == set()
-        with pytest.raises(ImageNotAvailable, match="stored images"):
-            service.image(task.id)
-    finally:
-        service.store.close()
+def test_a_single_image_above_the_byte_limit_is_dropped_too(parts_factory):
+    service = make_queue(parts_factory, max_stored_bytes=50)
+    task = finished(service, T0, size=100)
+    assert service.sweep(T0 + 1) == 1
+    assert stored_files(service) == set()
+    with pytest.raises(ImageNotAvailable, match="stored images"):
+        service.image(task.id)
 
 
 # -- the real server -------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.support.server_process import wait_for
+from harness.server_process import wait_for
 from worker.encoding import read_metadata
 
 

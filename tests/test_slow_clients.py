@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from tests.support.server_process import wait_for
+from harness.server_process import wait_for
 
 MAX_LATENCY = 2.0  # seconds; a normal request here takes a few milliseconds
 STUCK = 18  # clients that never read: more than the server has threads (16)

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-
-from taskqueue.service import GenerationRequest, ServiceSettings, TaskService
-from worker.engines.base import EngineConfig
+from core.submissions import GenerationRequest
 
 
-@pytest.fixture
-def service(tmp_path):
-    service = TaskService(ServiceSettings(data_dir=tmp_path, engine=EngineConfig(engine="demo", demo_speed=100)))
-    yield service
-    service.store.close()
-
-
-def test_submissions_at_the_end_keep_the_memo_and_real_changes_replace_it(service):
+def test_submissions_at_the_end_keep_the_memo_and_real_changes_replace_it(service, parts):
     first = service.submit(GenerationRequest("first", width=256, height=256)).task
     assert service.status(first.id).position == 0
-    version = service.scheduler.changes.others_version
+    version = parts.changes.others_version
 
     second = service.submit(GenerationRequest("second", width=256, height=256)).task
-    assert service.scheduler.changes.others_version == version  # nothing memoized about `first` changed
+    assert parts.changes.others_version == version  # nothing memoized about `first` changed
     assert service.status(second.id).position == 1
 
     urgent = service.submit(GenerationRequest("urgent", width=256, height=256, priority=True)).task
@@ -33,11 +23,11 @@ def test_submissions_at_the_end_keep_the_memo_and_real_changes_replace_it(servic
     assert service.status(second.id).position == 1
 
 
-def test_a_change_made_while_a_submission_is_being_recorded_is_not_hidden(service):
+def test_a_change_made_while_a_submission_is_being_recorded_is_not_hidden(service, parts):
     """The feed once counted "submissions at the end" apart and subtracted them; a status read between the
     two counters, then a real change, could bring a stale memo back for good."""
     waiting = service.submit(GenerationRequest("waiting", width=256, height=256)).task
-    changes = service.scheduler.changes
+    changes = parts.changes
     real_changed = changes.changed
 
     def changed(**kwargs: bool) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from core.tasks import GenerationParams, OutputSpec, TaskStatus
 from taskqueue.store import NewTask, TaskStore
-from taskqueue.tasks import GenerationParams, OutputSpec, TaskStatus
 
 
 def test_a_task_moving_from_waiting_to_running_is_never_missing_from_a_listing(tmp_path):

@@ -1,54 +1,36 @@
-"""The forecast a client gets when it submits: the engine's work ahead of it, and its own work, each once."""
+"""The forecast a client gets when it submits: the engine's work ahead of it, and its own work, each once.
+
+The expected values are written out from the cost model's coefficients (the forecaster's prior, which the
+demo engine's figures set), not computed with the code under test.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from taskqueue.forecast import MEGAPIXEL, Workload
-from taskqueue.service import GenerationRequest, ServiceSettings, TaskService
-from worker.engines.base import EngineConfig
-from worker.protocol import Ready
+from core.submissions import GenerationRequest
 
 
-class RecordingSink:
-    """Stands in for the worker's supervisor: takes the tasks the scheduler dispatches."""
-
-    def __init__(self) -> None:
-        self.sent = []
-
-    def submit(self, message) -> bool:
-        self.sent.append(message)
-        return True
+def own_seconds(parts, width: int, height: int, steps: int) -> float:
+    """fixed + per-MP decode + steps × (per-step + per-step·MP + per-step·MP²) + encoding, by hand."""
+    m = parts.forecaster.model
+    mp = width * height / (1024 * 1024)
+    render = m.fixed + m.per_megapixel * mp + steps * (m.per_step + m.per_step_megapixel * mp
+                                                        + m.per_step_megapixel_sq * mp * mp)  # fmt: skip
+    return render + parts.forecaster.encode.seconds("JPEG", mp)
 
 
-@pytest.fixture
-def service(tmp_path):
-    service = TaskService(ServiceSettings(data_dir=tmp_path, engine=EngineConfig(engine="demo", demo_speed=10)))
-    sink = RecordingSink()
-    service.scheduler.attach(sink)
-    service.scheduler.on_message(Ready(service.info, 0.1))  # an engine that is loaded and idle
-    yield service, sink
-    service.store.close()
-
-
-def own_seconds(service: TaskService, width: int, height: int, steps: int) -> float:
-    render = service.forecaster.model.seconds(Workload.of(width, height, steps))
-    return render + service.forecaster.encode.seconds("JPEG", width * height / MEGAPIXEL)
-
-
-def test_a_task_for_an_idle_engine_is_forecast_at_its_own_time_not_twice_it(service):
-    service, sink = service
+def test_a_task_for_an_idle_engine_is_forecast_at_its_own_time_not_twice_it(service, parts, idle_engine):
     view = service.submit(GenerationRequest("alone", width=1024, height=768, steps=4))
-    assert [m.task_id for m in sink.sent] == [view.task.id]  # it went straight to the engine
-    assert view.wait_remaining == pytest.approx(own_seconds(service, 1024, 768, 4), rel=1e-9)
+    assert [m.task_id for m in idle_engine.sent] == [view.task.id]  # it went straight to the engine
+    assert view.wait_remaining == pytest.approx(own_seconds(parts, 1024, 768, 4), rel=1e-9)
     assert view.tasks_ahead == 0
 
 
-def test_a_task_behind_a_running_one_waits_for_it_and_then_its_own_time(service):
-    service, sink = service
+def test_a_task_behind_a_running_one_waits_for_it_and_then_its_own_time(service, parts, idle_engine):
     first = service.submit(GenerationRequest("first", width=512, height=512, steps=2))
     second = service.submit(GenerationRequest("second", width=1024, height=1024, steps=4))
-    assert len(sink.sent) == 1 and second.tasks_ahead == 1
-    first_left = service.forecaster.model.seconds(Workload.of(512, 512, 2))  # not started: all of it is left
-    assert second.wait_remaining == pytest.approx(first_left + own_seconds(service, 1024, 1024, 4), rel=1e-6)
-    assert first.wait_remaining == pytest.approx(own_seconds(service, 512, 512, 2), rel=1e-9)
+    assert len(idle_engine.sent) == 1 and second.tasks_ahead == 1
+    first_left = own_seconds(parts, 512, 512, 2) - parts.forecaster.encode.seconds("JPEG", 0.25)  # not started
+    assert second.wait_remaining == pytest.approx(first_left + own_seconds(parts, 1024, 1024, 4), rel=1e-6)
+    assert first.wait_remaining == pytest.approx(own_seconds(parts, 512, 512, 2), rel=1e-9)

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from PIL import Image
 
-from tests.support.server_process import wait_for
+from harness.server_process import wait_for
 
 pytestmark = pytest.mark.browser
 

@@ -7,7 +7,7 @@ import json
 
 from PIL import Image, PngImagePlugin
 
-from taskqueue.tasks import ImageFormat, OutputSpec
+from core.tasks import ImageFormat, OutputSpec
 
 _EXIF_IMAGE_DESCRIPTION = 0x010E
 _EXIF_SOFTWARE = 0x0131

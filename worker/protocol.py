@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from taskqueue.tasks import GenerationParams, OutputSpec
-from worker.engines.base import EngineInfo
+from core.engines import EngineInfo
+from core.tasks import GenerationParams, OutputSpec
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,18 @@ One fixed-size ctypes structure in a `RawValue` (no lock that a killed worker co
 comes from a sequence counter (a seqlock): the writer makes it odd while it writes and even when done; a reader
 copies the structure and retries if the counter was odd or moved. The API writes only the cancellation fields,
 the worker only the rest, so each field has a single writer.
+
+The worker keeps a task's entry until it begins the next one: once rendered, the entry still says "all steps
+done" (and when), so a reader between the render and the scheduler's bookkeeping never sees progress go back.
 """
 
 from __future__ import annotations
 
 import ctypes
 import time
-from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 
-from taskqueue.forecast import LiveProgress
+from core.progress import LiveProgress
 
 _ID_SIZE = 16
 
@@ -25,6 +27,7 @@ class _Table(ctypes.Structure):
         ("started_at", ctypes.c_double),
         ("loop_started_at", ctypes.c_double),
         ("last_step_at", ctypes.c_double),
+        ("rendered_at", ctypes.c_double),
         ("steps", ctypes.c_int32),
         ("steps_done", ctypes.c_int32),
         ("preview_count", ctypes.c_uint32),
@@ -33,28 +36,6 @@ class _Table(ctypes.Structure):
         ("cancel_task_id", ctypes.c_char * _ID_SIZE),
         ("stop_requested", ctypes.c_bool),
     ]
-
-
-@dataclass(frozen=True)
-class EngineSnapshot:
-    """The task on the engine right now, as the worker last described it."""
-
-    task_id: str
-    started_at: float
-    loop_started_at: float | None
-    last_step_at: float | None
-    steps: int
-    steps_done: int
-    preview_count: int
-
-    def live_progress(self) -> LiveProgress:
-        return LiveProgress(
-            started_at=self.started_at,
-            steps=self.steps,
-            steps_done=self.steps_done,
-            loop_started_at=self.loop_started_at,
-            last_step_at=self.last_step_at,
-        )
 
 
 class StatusTable:
@@ -81,8 +62,10 @@ class StatusTable:
             started_at=time.time(),
             loop_started_at=0.0,
             last_step_at=0.0,
+            rendered_at=0.0,
             steps=steps,
             steps_done=0,
+            preview_count=0,
         )
 
     def loop_started(self, steps: int) -> None:
@@ -94,8 +77,8 @@ class StatusTable:
     def preview_written(self) -> None:
         self._write(preview_count=self._shared.preview_count + 1)
 
-    def idle(self) -> None:
-        self._write(task_id=b"", steps=0, steps_done=0, preview_count=0)
+    def rendered(self) -> None:
+        self._write(rendered_at=time.time(), steps_done=self._shared.steps)
 
     def cancel_requested(self, task_id: str) -> bool:
         table = self._shared
@@ -114,8 +97,8 @@ class StatusTable:
         """After a worker died: whatever it was doing is over (and it may have died mid-write)."""
         ctypes.memset(ctypes.addressof(self._shared), 0, ctypes.sizeof(_Table))
 
-    def snapshot(self) -> EngineSnapshot | None:
-        """The task on the engine, or None when the engine is idle."""
+    def snapshot(self) -> LiveProgress | None:
+        """The task the engine has or last had, or None when it has had none since it started."""
         table = self._shared
         copy = _Table()
         for _ in range(self.READ_ATTEMPTS):
@@ -128,13 +111,14 @@ class StatusTable:
             return None  # a writer that died mid-write; the supervisor resets the table
         if not copy.task_id:
             return None
-        return EngineSnapshot(
+        return LiveProgress(
             task_id=copy.task_id.decode(),
             started_at=copy.started_at,
-            loop_started_at=copy.loop_started_at or None,
-            last_step_at=copy.last_step_at or None,
             steps=copy.steps,
             steps_done=copy.steps_done,
+            loop_started_at=copy.loop_started_at or None,
+            last_step_at=copy.last_step_at or None,
+            rendered_at=copy.rendered_at or None,
             preview_count=copy.preview_count,
         )
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from PIL import Image
 
-from taskqueue.tasks import GenerationParams
+from core.engines import EngineConfig, EngineInfo
+from core.tasks import GenerationParams
 
 ENGINE_NAMES = ("mflux", "demo")
 
@@ -21,39 +21,6 @@ class TaskCancelled(Exception):
 
 class EngineLoadError(Exception):
     """The engine cannot be loaded; the message says why and how to fix it."""
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """Plain, picklable settings that cross into the worker process."""
-
-    engine: str = "mflux"
-    model: str = "schnell"
-    quantize: int | None = None
-    path: str | None = None
-    lora_paths: tuple[str, ...] = ()
-    lora_scales: tuple[float, ...] = ()
-    demo_speed: float = 1.0
-
-
-@dataclass(frozen=True)
-class EngineInfo:
-    """What the API needs to know about an engine without loading it."""
-
-    name: str  # "mflux" or "demo"
-    model: str  # canonical model name
-    label: str  # shown to users: what produces the images
-    default_steps: int
-    default_guidance: float
-    guidance_adjustable: bool
-    supports_negative_prompt: bool
-    size_step: int  # widths and heights are rounded down to a multiple of this
-    seconds_per_step_at_1mp: float  # the forecaster's prior, before it has measured anything
-    is_demo: bool = False
-
-    def round_size(self, pixels: int) -> int:
-        """Round a side length down to what the model can do, the way mflux does."""
-        return max(self.size_step, pixels // self.size_step * self.size_step)
 
 
 PreviewSource = Callable[[], Image.Image]

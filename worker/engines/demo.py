@@ -18,9 +18,9 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw
 
-from taskqueue.forecast import MEGAPIXEL
-from taskqueue.tasks import GenerationParams
-from worker.engines.base import Engine, EngineConfig, EngineInfo, GenerationProgress, TaskCancelled
+from core.engines import EngineConfig, EngineInfo
+from core.tasks import GenerationParams
+from worker.engines.base import Engine, GenerationProgress, TaskCancelled
 
 LABEL = "demo engine: procedural test pattern, not an image model"
 
@@ -74,7 +74,7 @@ class DemoEngine(Engine):
         self.info = describe(EngineConfig(engine="demo", demo_speed=speed))
 
     def generate(self, params: GenerationParams, progress: GenerationProgress) -> Image.Image:
-        mp = params.pixels / MEGAPIXEL
+        mp = params.megapixels
         jitter = _jitter(params)
         started = time.monotonic()
 
@@ -95,6 +95,12 @@ class DemoEngine(Engine):
         self._spend(DECODE_SECONDS_PER_MP * mp * jitter, since=time.monotonic())
         self.fault_point(params, "after-loop")
         return final
+
+    def image_metadata(self, params: GenerationParams) -> dict[str, str]:
+        # Called on the worker's encoder thread just before encoding: the "encoding" fault point lives here,
+        # so the production encoder loop knows nothing of faults.
+        self.fault_point(params, "encoding")
+        return super().image_metadata(params)
 
     def fault_point(self, params: GenerationParams, point: str) -> None:
         """Crash here if the prompt asks for it (see FAULT_MARKER)."""

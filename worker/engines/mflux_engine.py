@@ -21,11 +21,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from taskqueue.tasks import GenerationParams
+from core.engines import EngineConfig, EngineInfo
+from core.tasks import GenerationParams
 from worker.engines.base import (
     Engine,
-    EngineConfig,
-    EngineInfo,
     EngineLoadError,
     GenerationProgress,
     PreviewSource,

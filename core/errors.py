@@ -1,10 +1,20 @@
-"""Domain errors raised by the queue core; the HTTP layer turns each into one status code."""
+"""Domain errors: raised by the queue, turned into one status code each by every API's translation layer."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 
 class QueueError(Exception):
     """Base class: `str(error)` is a message fit to show to the client."""
+
+
+class InvalidRequest(QueueError):
+    """The request breaks a rule; `problems` maps each offending field (GenerationRequest's names) to why."""
+
+    def __init__(self, problems: Mapping[str, Sequence[str]]) -> None:
+        self.problems = {field: list(messages) for field, messages in problems.items()}
+        super().__init__("; ".join(f"{field}: {' '.join(messages)}" for field, messages in self.problems.items()))
 
 
 class TaskNotFound(QueueError):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from flask import current_app
 from flask.views import MethodView
 
-from api.blueprint import ApiBlueprint
 from api.context import service
-from api.schemas import HealthSchema, InfoSchema
-from taskqueue.tasks import ImageFormat
+from api.smorest import ApiBlueprint
+from api.system.schemas import HealthSchema, InfoSchema
+from core import __version__
+from core.tasks import ImageFormat
 
 blp = ApiBlueprint("system", __name__, url_prefix="/api", description="Health and capabilities of the server.")
 
@@ -20,7 +23,7 @@ class Health(MethodView):
     def get(self):
         """For service managers and load balancers: 200 when the worker is alive and its engine loaded or loading."""
         health = service().health()
-        return health, 200 if health["ok"] else 503
+        return dataclasses.asdict(health), 200 if health.ok else 503
 
 
 @blp.route("/info")
@@ -28,10 +31,10 @@ class Info(MethodView):
     @blp.response(200, InfoSchema)
     def get(self):
         """The loaded engine and model, their defaults, and the server's limits (what a client form needs)."""
-        info = service().info
-        limits = current_app.config["MFLUX_LIMITS"]
+        tasks = service()
+        info, limits = tasks.info, tasks.limits
         return {
-            "version": current_app.config["MFLUX_VERSION"],
+            "version": __version__,
             "engine": info.name,
             "model": info.model,
             "label": info.label,
@@ -41,8 +44,12 @@ class Info(MethodView):
             "guidance_adjustable": info.guidance_adjustable,
             "supports_negative_prompt": info.supports_negative_prompt,
             "size_step": info.size_step,
+            "min_side": limits.min_side,
+            "max_side": limits.max_side,
+            "max_steps": limits.max_steps,
+            "max_prompt_chars": limits.max_prompt_chars,
+            "max_images_per_request": limits.max_images_per_request,
             "formats": [f.value for f in ImageFormat],
-            "previews": service().settings.previews,
+            "previews": tasks.previews_enabled,
             "auth_required": bool(current_app.config.get("MFLUX_API_KEY")),
-            **limits,
         }

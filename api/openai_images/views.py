@@ -8,7 +8,7 @@ Differences from OpenAI, by design:
 - `quality` and `output_compression` set the JPEG/WEBP encoding quality; style, background, user: ignored.
 - A url answer points at GET /api/image?task_id=…&delete=false on this server (needs the API key if one is set).
 - A call blocks until its images are done; if the client hangs up meanwhile, its tasks are cancelled.
-Errors have OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+Errors have OpenAI's shape (api/openai_images/errors.py).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from flask import Response, current_app, url_for
 from flask.views import MethodView
 from werkzeug.exceptions import HTTPException
 
-from api.compat import CompatBlueprint, OpenAIErrorSchema, openai_error
 from api.context import service
-from api.errors import DOMAIN_STATUS, describe_validation_errors
-from api.openai_schemas import (
+from api.errors import describe_validation_errors
+from api.openai_images.errors import OpenAIErrorSchema, openai_error
+from api.openai_images.schemas import (
     ImageGenerationSchema,
     ImagesRequest,
     ImagesResponseSchema,
@@ -32,12 +32,12 @@ from api.openai_schemas import (
     is_served_model,
     served_model_names,
 )
-from api.slots import NoFreeSlot, generate_and_wait
-from taskqueue.errors import QueueError, QueueFull
-from taskqueue.service import GenerationRequest
-from taskqueue.tasks import Task, TaskStatus
+from api.slots import generate_and_wait, require_count
+from api.smorest import ImitationBlueprint
+from core.submissions import GenerationRequest
+from core.tasks import Task, TaskStatus
 
-blp = CompatBlueprint(
+blp = ImitationBlueprint(
     "openai",
     __name__,
     url_prefix="/v1",
@@ -66,6 +66,7 @@ class ImageGenerations(MethodView):
     @blp.alt_response(503, description="The engine is unavailable, or too many blocking calls are open.")
     def post(self, wanted: ImagesRequest):
         """Generate images from a prompt, as OpenAI's `POST /v1/images/generations`; blocks until they are done."""
+        require_count(wanted.n)
         generation = GenerationRequest(
             prompt=wanted.prompt, width=wanted.width, height=wanted.height, format=wanted.format, quality=wanted.quality
         )
@@ -128,11 +129,9 @@ class Model(MethodView):
         return _model(model_id)
 
 
-# -- errors in OpenAI's shape ----------------------------------------------------------------------------
-
-
 @blp.errorhandler(HTTPException)
 def _http_error(error: HTTPException) -> Response:
+    """Errors raised through flask-smorest (webargs' validation, abort) in OpenAI's shape."""
     data = getattr(error, "data", None) or {}
     messages = data.get("errors") or data.get("messages")
     param = None
@@ -140,23 +139,10 @@ def _http_error(error: HTTPException) -> Response:
         message = data["message"]
     elif isinstance(messages, dict):
         message = describe_validation_errors(messages)
-        fields = next(iter(messages.values()), None)
-        param = next(iter(fields), None) if isinstance(fields, dict) else None
+        problems = next(iter(messages.values()), None)
+        param = next(iter(problems), None) if isinstance(problems, dict) else None
     else:
         message = error.description or error.name
     status = error.code or 500
     code = "invalid_value" if param else None
     return openai_error(status, message, param=param, code=code, headers=data.get("headers"))
-
-
-@blp.errorhandler(QueueError)
-def _queue_error(error: QueueError) -> Response:
-    status = DOMAIN_STATUS.get(type(error), 400)
-    headers = {"Retry-After": str(error.retry_after_seconds)} if isinstance(error, QueueFull) else None
-    code = {429: "rate_limit_exceeded", 503: "engine_unavailable"}.get(status)
-    return openai_error(status, str(error), code=code, headers=headers)
-
-
-@blp.errorhandler(NoFreeSlot)
-def _no_slot(error: NoFreeSlot) -> Response:
-    return openai_error(503, str(error), code="server_busy", headers={"Retry-After": str(error.retry_after_seconds)})

@@ -7,7 +7,7 @@ Differences from A1111, by design:
 - `progress`, `interrupt` and `skip` concern the caller's own tasks (told apart by address, as for queue
   limits): one client can neither watch nor stop another's images.
 - txt2img blocks until its images are done; if the client hangs up meanwhile, its tasks are cancelled.
-Errors have A1111's shape: `{"error", "detail", "body", "errors"}`.
+Errors have A1111's shape (api/a1111/errors.py).
 """
 
 from __future__ import annotations
@@ -17,25 +17,27 @@ import hashlib
 import io
 import json
 import logging
-import secrets
 from datetime import datetime
 
-from flask import Response, current_app, jsonify
+from flask import Response, jsonify
 from flask.views import MethodView
 from PIL import Image
 from werkzeug.exceptions import HTTPException
 
-from api.a1111_schemas import OptionsSchema, ProgressArgsSchema, Txt2ImgSchema
-from api.compat import A1111ErrorSchema, CompatBlueprint, a1111_error, a1111_side
+from api.a1111.errors import A1111ErrorSchema, a1111_error
+from api.a1111.schemas import OptionsSchema, ProgressArgsSchema, Txt2ImgSchema
 from api.context import client_id, service
-from api.errors import DOMAIN_STATUS, describe_validation_errors
-from api.schemas import limits
-from api.slots import NoFreeSlot, generate_and_wait
-from taskqueue.errors import QueueError, QueueFull
-from taskqueue.service import MAX_SEED, GenerationRequest, TaskView
-from taskqueue.tasks import ImageFormat, Task, TaskStatus
+from api.errors import describe_validation_errors
+from api.slots import generate_and_wait, require_count
+from api.smorest import ImitationBlueprint
+from core import __version__, rules
+from core.errors import InvalidRequest
+from core.rules import MAX_SEED
+from core.submissions import GenerationRequest
+from core.tasks import ImageFormat, Task, TaskStatus
+from taskqueue.service import TaskView
 
-blp = CompatBlueprint(
+blp = ImitationBlueprint(
     "a1111",
     __name__,
     url_prefix="/sdapi/v1",
@@ -47,6 +49,7 @@ blp = CompatBlueprint(
 log = logging.getLogger(__name__)
 
 SAMPLER = "Euler"  # FLUX models sample with a flow-matching Euler scheduler, whatever the client picks
+DEFAULT_SIDE = 512  # A1111's default width and height
 
 
 def _json_null() -> Response:
@@ -94,7 +97,7 @@ class Options(MethodView):
             "sd_vae": "Automatic",
             "samples_format": "png",
             "CLIP_stop_at_last_layers": 1,
-            "live_previews_enable": service().settings.previews,
+            "live_previews_enable": service().previews_enabled,
             "show_progress_every_n_steps": 1,
         })  # fmt: skip
 
@@ -125,10 +128,15 @@ class Txt2Img(MethodView):
     @blp.alt_response(503, description="The engine is unavailable, or too many blocking calls are open.")
     def post(self, body: dict):
         """Generate batch_size × n_iter images; blocks until they are done, answers base64 PNGs and their info."""
-        side = a1111_side(limits())
+        side = service().limits.clamp_side(DEFAULT_SIDE)
         body = {**body, "width": body["width"] or side, "height": body["height"] or side}
         count = body["batch_size"] * body["n_iter"]
-        base_seed = body["seed"] if body["seed"] not in (None, -1) else secrets.randbelow(MAX_SEED + 1)
+        require_count(count)
+        base_seed = body["seed"]
+        if base_seed in (None, -1):
+            base_seed = rules.random_seed()
+        elif problem := rules.range_problem("seed", base_seed, service().limits):
+            raise InvalidRequest({"seed": [problem]})  # judged before the batch's seeds wrap around
         requests = [
             GenerationRequest(
                 prompt=body["prompt"],
@@ -163,7 +171,7 @@ def _info(tasks: list[Task], body: dict) -> dict:
     """A1111's "info": the generation parameters actually used, with one seed per image."""
     model = _model_item()
     params = tasks[0].params
-    version = f"mflux-server {current_app.config['MFLUX_VERSION']}"
+    version = f"mflux-server {__version__}"
     seeds = [task.params.seed for task in tasks]
     negative = params.negative_prompt or ""
 
@@ -341,25 +349,11 @@ def refresh_checkpoints():
 
 @blp.errorhandler(HTTPException)
 def _http_error(error: HTTPException) -> Response:
+    """Errors raised through flask-smorest (webargs' validation, abort) in A1111's shape."""
     data = getattr(error, "data", None) or {}
     messages = data.get("errors") or data.get("messages")
     message = describe_validation_errors(messages) if isinstance(messages, dict) else None
     message = message or data.get("message") or error.description or error.name
     response = a1111_error(error.code or 500, message, type(error).__name__)
     response.headers.update(data.get("headers") or {})
-    return response
-
-
-@blp.errorhandler(QueueError)
-def _queue_error(error: QueueError) -> Response:
-    response = a1111_error(DOMAIN_STATUS.get(type(error), 400), str(error), type(error).__name__)
-    if isinstance(error, QueueFull):
-        response.headers["Retry-After"] = str(error.retry_after_seconds)
-    return response
-
-
-@blp.errorhandler(NoFreeSlot)
-def _no_slot(error: NoFreeSlot) -> Response:
-    response = a1111_error(503, str(error), "ServerBusy")
-    response.headers["Retry-After"] = str(error.retry_after_seconds)
     return response

@@ -6,8 +6,14 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+MEGAPIXEL = 1024 * 1024
+
 # Task ids are 16 lowercase hex digits; anything else is refused before it can reach SQL or a file path.
 TASK_ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
+
+
+def is_task_id(text: str) -> bool:
+    return bool(TASK_ID_PATTERN.fullmatch(text))
 
 
 class TaskStatus(StrEnum):
@@ -51,6 +57,10 @@ class GenerationParams:
     @property
     def pixels(self) -> int:
         return self.width * self.height
+
+    @property
+    def megapixels(self) -> float:
+        return self.pixels / MEGAPIXEL
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
-
-from api.schemas import prompt_errors, size_and_steps_errors
-from taskqueue.service import MAX_SEED
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 
 class Txt2ImgSchema(Schema):
@@ -26,13 +22,12 @@ class Txt2ImgSchema(Schema):
     steps = fields.Integer(
         load_default=None, allow_none=True, metadata={"description": "Absent: the model's default (not A1111's 50)."}
     )
-    # Absent: 512 as in A1111 (or --max-side, if smaller).
+    # Absent: 512 as in A1111 (or the nearest side the server's limits allow).
     width = fields.Integer(load_default=None, metadata={"description": "Rounded down to a multiple of 16."})
     height = fields.Integer(load_default=None, metadata={"description": "Rounded down to a multiple of 16."})
     cfg_scale = fields.Float(
         load_default=None,
         allow_none=True,
-        validate=validate.Range(0.0, 30.0),
         metadata={"description": "Used as the model's guidance (ignored by models without it); absent: its default."},
     )
     batch_size = fields.Integer(
@@ -50,19 +45,6 @@ class Txt2ImgSchema(Schema):
     enable_hr = fields.Boolean(load_default=False, allow_none=True, metadata={"description": "Ignored (no hires fix)."})
     denoising_strength = fields.Float(load_default=None, allow_none=True, metadata={"description": "Ignored."})
     override_settings = fields.Dict(load_default=None, allow_none=True, metadata={"description": "Ignored."})
-
-    @validates_schema
-    def _within_limits(self, data: dict, **kwargs) -> None:
-        errors = prompt_errors(data) | size_and_steps_errors(data)
-        seed = data.get("seed")
-        if seed is not None and seed != -1 and not 0 <= seed <= MAX_SEED:
-            errors["seed"] = [f"Must be between 0 and {MAX_SEED}, or -1 for a random seed."]
-        cap = current_app.config["MFLUX_MAX_IMAGES_PER_REQUEST"]
-        count = (data.get("batch_size") or 1) * (data.get("n_iter") or 1)
-        if count > cap:
-            errors["batch_size"] = [f"batch_size × n_iter is {count}; this server makes at most {cap} per request."]
-        if errors:
-            raise ValidationError(errors)
 
 
 class ProgressArgsSchema(Schema):

@@ -1,6 +1,8 @@
 """Start the real server (waitress + worker process) as a subprocess on a free loopback port.
 
 Used by the integration tests and the benchmarks alike. Every wait has a deadline; nothing sleeps blindly.
+`ended_by` records who ended the process (a test's `stop` or `kill`), so that a fixture can tell a server that
+died on its own, or could not stop, from one a test ended on purpose.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import TypeVar
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SERVER = ROOT / "server.py"
 LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
 
@@ -57,12 +59,14 @@ class RunningServer:
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._log_closed = False
+        self.ended_by: str | None = None  # "stop", "kill", or "exit" (it exited while starting, as a test expected)
 
     # -- life cycle --------------------------------------------------------------------------------------
 
     def start(self, timeout: float = 60.0, wait_ready: bool = True) -> RunningServer:
         self.lines = []
         self._log_closed = False
+        self.ended_by = None
         self.process = subprocess.Popen(
             self.command, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
@@ -94,6 +98,7 @@ class RunningServer:
                         return match
                 if self._log_closed:
                     code = self.process.wait(10)
+                    self.ended_by = "exit"
                     raise RuntimeError(f"server exited ({code}) before logging {pattern.pattern!r}:\n{self.log_text()}")
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -110,8 +115,10 @@ class RunningServer:
             return False
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Signal the server and wait for it to exit; returns its exit code (raises if it did not stop)."""
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else 0
+        self.ended_by = "stop"
         self.process.send_signal(sig)
         try:
             return self.process.wait(timeout)
@@ -123,6 +130,7 @@ class RunningServer:
     def kill(self) -> None:
         """SIGKILL, as a power cut or the OOM killer would."""
         if self.process is not None and self.process.poll() is None:
+            self.ended_by = "kill"
             self.process.kill()
             self.process.wait(10)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask import jsonify
 from flask.views import MethodView
 
-from api.blueprint import ApiBlueprint
-from api.context import client_id, service
-from api.presenters import status_of, submission_of, task_of
-from api.schemas import (
+from api.context import caller, service
+from api.errors import ErrorSchema
+from api.smorest import ApiBlueprint
+from api.tasks.presenters import status_of, submission_of, task_of
+from api.tasks.schemas import (
     CancelResponseSchema,
     ClearResponseSchema,
-    ErrorSchema,
     GenerateRequestSchema,
     GenerateResponseSchema,
     StatusSchema,
@@ -19,7 +19,7 @@ from api.schemas import (
     TaskListArgsSchema,
     TaskSchema,
 )
-from taskqueue.tasks import TaskStatus
+from core.tasks import TaskStatus
 
 blp = ApiBlueprint("tasks", __name__, url_prefix="/api", description="Queue image generation tasks and follow them.")
 
@@ -41,7 +41,7 @@ class Generate(MethodView):
     @blp.alt_response(503, schema=ErrorSchema, description="The engine could not be loaded.")
     def post(self, generation):
         """Queue one image; answers at once with its task id and the forecast."""
-        return submission_of(service().submit(generation, client=client_id()))
+        return submission_of(service().submit(generation, caller()))
 
 
 @blp.route("/status")

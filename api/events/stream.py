@@ -22,19 +22,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from flask import Response, current_app, request
-from flask.views import MethodView
-from flask_smorest import abort
-
-from api.blueprint import ApiBlueprint
-from api.context import service
-from api.schemas import TaskIdSchema
-from api.slots import NoFreeSlot, client_disconnected, held_requests
-from taskqueue.errors import TaskNotFound
+from core.errors import TaskNotFound
+from core.tasks import TaskStatus
 from taskqueue.service import TaskService, TaskView
-from taskqueue.tasks import TaskStatus
-
-blp = ApiBlueprint("events", __name__, url_prefix="/api", description="Follow a task live (Server-Sent Events).")
 
 RETRY_MILLISECONDS = 3000  # how soon a browser reconnects after a dropped connection
 SAMPLE_SECONDS = 0.25  # a running task's steps live in shared memory, not on the change feed: look 4 times a second
@@ -117,11 +107,10 @@ def stream(
     keepalive_seconds: float,
 ) -> Iterator[bytes]:
     """The event stream; waitress sends each yielded chunk at once (it flushes every write of a response)."""
-    changes = tasks.scheduler.changes
     yield f"retry: {RETRY_MILLISECONDS}\n\n".encode()
     last_write = time.monotonic()
     while True:
-        version = changes.version  # read before the task: a change in between ends the wait below at once
+        version = tasks.change_version  # read before the task: a change in between ends the wait below at once
         try:
             view = tasks.status(follower.task_id)
         except TaskNotFound:
@@ -136,68 +125,4 @@ def stream(
             yield b": keepalive\n\n"
             last_write = now
         wake = SAMPLE_SECONDS if view.task.status is TaskStatus.RUNNING else WAKE_SECONDS
-        changes.wait(version, min(wake, max(keepalive_seconds - (now - last_write), 0.05)))
-
-
-EVENT_NAMES = ["queued", "progress", "preview", *FINAL_EVENTS.values()]
-EVENT_STREAM = {
-    "text/event-stream": {
-        "schema": {
-            "description": "Each event: its name, its id, and its data as one line of JSON.",
-            "type": "object",
-            "properties": {
-                "event": {"type": "string", "enum": EVENT_NAMES},
-                "id": {"type": "string", "example": "progress-3"},
-                "data": {"type": "string", "example": '{"task_id":"3f2a9c1b0d4e5f60","step":3,"steps":4}'},
-            },
-            "required": ["event", "id", "data"],
-        }
-    }
-}
-LAST_EVENT_ID = {
-    "in": "header",
-    "name": "Last-Event-ID",
-    "required": False,
-    "schema": {"type": "string"},
-    "description": "Sent by browsers when they reconnect: the id of the last event received.",
-}
-
-
-@blp.route("/events", parameters=[LAST_EVENT_ID])
-class Events(MethodView):
-    @blp.arguments(TaskIdSchema, location="query")
-    @blp.response(200, content_type="text/event-stream")
-    @blp.alt_response(204, description="Last-Event-ID is this task's final event: nothing more will come.")
-    @blp.alt_response(404, description="No task with this task_id.")
-    @blp.alt_response(503, description="Too many open streams; poll /api/status instead (see Retry-After).")
-    @blp.doc(responses={"200": {"description": "The event stream (see above).", "content": EVENT_STREAM}})
-    def get(self, args):
-        """Server-Sent Events for one task: queued, progress, preview, then done, failed or cancelled.
-
-        `queued` {task_id, pos, wait_remaining}; `progress` {task_id, step, steps, wait_remaining};
-        `preview` {task_id, url}; `done` {task_id, image_url}; `failed` {task_id, error}; `cancelled` {task_id}.
-        The stream ends after the final event. Each event has an id; on reconnecting, the current state comes
-        first. With an API key, EventSource can pass it as `?api_key=`.
-        """
-        task_id = args["task_id"]
-        tasks = service()
-        view = tasks.status(task_id)  # unknown: 404 now, before any stream starts
-        last_event_id = request.headers.get("Last-Event-ID", "").strip()
-        if view.task.status.is_final and last_event_id == FINAL_EVENTS[view.task.status]:
-            return Response(status=204)
-        slots = held_requests()
-        try:
-            slots.acquire()
-        except NoFreeSlot as error:
-            abort(503, message=str(error), headers={"Retry-After": str(error.retry_after_seconds)})
-        follower = TaskEvents(
-            task_id, f"/api/image?task_id={task_id}", f"/api/preview?task_id={task_id}", last_event_id
-        )
-        keepalive = float(current_app.config["MFLUX_SSE_KEEPALIVE_SECONDS"])
-        response = Response(
-            stream(tasks, follower, client_disconnected(), keepalive),
-            mimetype="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},  # and nginx: do not buffer it
-        )
-        response.call_on_close(slots.release)  # runs when the stream ends, however it ends
-        return response
+        tasks.wait_for_change(version, min(wake, max(keepalive_seconds - (now - last_write), 0.05)))

@@ -1,0 +1,32 @@
+"""/v1: the OpenAI Images API."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask
+from flask_smorest import Api
+
+from api.context import service_of
+from api.documents import document_prompts
+from api.errors import register_shape
+from api.openai_images.errors import OpenAIShape
+from api.openai_images.schemas import COMMON_SIZES, OPENAI_MODEL_NAMES
+from api.openai_images.views import blp
+
+
+def init_app(app: Flask, api: Api) -> None:
+    api.register_blueprint(blp)
+    register_shape(app, OpenAIShape())
+    service = service_of(app)
+    limits = service.limits
+    images = api.spec.components.schemas["ImageGeneration"]["properties"]
+    document_prompts(images, limits)
+    images["n"].update(minimum=1, maximum=limits.max_images_per_request)
+    sides = range(limits.min_side, limits.max_side + 1)
+    sizes = [size for size in COMMON_SIZES if all(int(side) in sides for side in size.split("x"))]
+    images["size"]["enum"] = ["auto", *sizes, None]
+    images["size"]["description"] += (
+        f" Any WIDTHxHEIGHT with sides from {limits.min_side} to {limits.max_side} is accepted; common ones listed."
+    )
+    images["model"]["pattern"] = f"^({re.escape(service.info.model)}|{OPENAI_MODEL_NAMES})$"

@@ -1,0 +1,1 @@
+"""The real-server harness the tests and the benchmarks share: `server.py` as a subprocess on a loopback port."""

@@ -1,0 +1,30 @@
+"""The change feed: counters bumped on every task state change, which waiters block on instead of polling."""
+
+from __future__ import annotations
+
+import threading
+
+
+class ChangeFeed:
+    """`version` counts every change. `others_version` leaves out a normal task joining the end of the queue,
+    which changes nothing known about any other task: what the status memo keeps is keyed on it, so that
+    polling stays cheap while clients keep submitting.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self.version = 0
+        self.others_version = 0
+
+    def changed(self, *, joined_end: bool = False) -> None:
+        with self._condition:
+            self.version += 1
+            if not joined_end:
+                self.others_version += 1
+            self._condition.notify_all()
+
+    def wait(self, since: int, timeout: float) -> int:
+        """Block until `version` differs from `since`, or `timeout` seconds; returns the version now."""
+        with self._condition:
+            self._condition.wait_for(lambda: self.version != since, timeout)
+            return self.version

@@ -1,0 +1,22 @@
+"""What the queue is configured with: plain data, built once by server.py (or a test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.engines import EngineConfig
+from core.rules import Limits
+from taskqueue.housekeeping import StorageLimits
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    data_dir: Path
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    limits: Limits = field(default_factory=Limits)
+    storage: StorageLimits = field(default_factory=StorageLimits)
+    housekeeping_interval: float = 60.0  # seconds between retention sweeps (the first runs at start)
+    previews: bool = True
+    max_attempts: int = 2  # runs of a task that keep killing the worker before it is failed
+    log_prompts: bool = False
