@@ -34,6 +34,10 @@ MFLUX_MISSING = """The mflux engine needs the mflux package, which is not instal
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
@@ -63,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--no-previews", dest="previews", action="store_false", help="do not render previews of running tasks")
     add("--log-prompts", action="store_true", help="log prompt text (by default only its length)")
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="how much to log")
-    return parser.parse_args(argv)
+    return parser
 
 
 def configure_logging(level: str) -> None:

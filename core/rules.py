@@ -32,6 +32,7 @@ class Limits:
 
     min_side: int = 64
     max_side: int = field(default=2560, metadata=option("largest width or height accepted, in pixels"))
+    max_pixels: int = field(default=2560 * 2560, metadata=option("largest width × height accepted, in pixels"))
     max_steps: int = field(default=100, metadata=option("most denoising steps accepted"))
     max_prompt_chars: int = field(default=4000, metadata=option("longest prompt accepted, in characters"))
     max_images_per_request: int = field(default=4, metadata=option("most images one OpenAI or A1111 call may ask for"))
@@ -108,6 +109,9 @@ def request_problems(request: GenerationRequest, limits: Limits) -> dict[str, li
         value = getattr(request, name)
         if value is not None and (problem := range_problem(name, value, limits)):
             problems[name] = [problem]
+    pixels = (request.width or limits.default_side) * (request.height or limits.default_side)
+    if pixels > limits.max_pixels and not problems.keys() & {"width", "height"}:
+        problems["width"] = [f"width × height is {pixels:,} pixels; this server makes at most {limits.max_pixels:,}."]
     return problems
 
 

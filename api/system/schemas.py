@@ -31,6 +31,7 @@ class InfoSchema(Schema):
     size_step = fields.Integer(required=True)
     min_side = fields.Integer(required=True)
     max_side = fields.Integer(required=True)
+    max_pixels = fields.Integer(required=True)
     max_steps = fields.Integer(required=True)
     max_prompt_chars = fields.Integer(required=True)
     max_images_per_request = fields.Integer(required=True)

@@ -46,6 +46,7 @@ class Info(MethodView):
             "size_step": info.size_step,
             "min_side": limits.min_side,
             "max_side": limits.max_side,
+            "max_pixels": limits.max_pixels,
             "max_steps": limits.max_steps,
             "max_prompt_chars": limits.max_prompt_chars,
             "max_images_per_request": limits.max_images_per_request,
