@@ -14,16 +14,20 @@ from pathlib import Path
 import platformdirs
 import waitress
 
-from api import create_app
+from api import create_app, waitress_errors
 from api.auth import exposure_warning
 from api.serving import waitress_options
 from core import rules
 from core.engines import EngineConfig
+from core.models import QUANTIZE_BITS
 from core.rules import Limits
-from taskqueue.assembly import build_service
+from taskqueue.assembly import StartupError, build_service
 from taskqueue.housekeeping import StorageLimits
+from taskqueue.planner import Fairness
 from taskqueue.settings import ServiceSettings
+from taskqueue.webhooks import WebhookSettings, default_base_url
 from worker.engines.base import ENGINE_NAMES
+from worker.engines.demo.costs import PROFILES as DEMO_PROFILES
 
 log = logging.getLogger("mflux_server")
 
@@ -42,17 +46,40 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     add("--port", type=int, default=4030, help="port to listen on (0: any free port)")
-    add("--engine", choices=ENGINE_NAMES, default="mflux", help="mflux: the real model; demo: procedural test images")
-    add("--model", "-m", default="schnell", help="mflux model name, as for mflux-generate")
-    add("--quantize", "-q", type=int, choices=[3, 4, 5, 6, 8], default=None, help="quantize to this many bits")
-    add("--path", default=None, help="local directory with the model's weights (instead of the Hugging Face cache)")
-    add("--lora-paths", nargs="+", default=[], help="LoRA adapter files to apply")
+    add("--engine", choices=ENGINE_NAMES, default="mflux", help="mflux: real models; demo: procedural test images")
+    add("--model", "-m", default=None, help="the default model, loaded at start (mflux: schnell; demo: demo)")
+    add("--quantize", "-q", type=int, choices=QUANTIZE_BITS, default=None, help="quantize the default model")
+    add("--path", default=None, help="local directory with the default model's weights (not the Hugging Face cache)")
+    add("--lora-paths", nargs="+", default=[], help="LoRA adapter files to apply to the default model")
     add("--lora-scales", nargs="+", type=float, default=[], help="one scale per LoRA adapter")
+    add("--models", default="", help="models clients may ask for, comma separated, or 'all' (default: the default "
+        "model and every model whose weights are on this machine)")  # fmt: skip
+    add("--allow-downloads", action="store_true", help="let a request for an offered model download its weights")
+    add("--lora-dir", action="append", default=[], help="LoRA library for per-request LoRAs (repeatable; "
+        "default: $LORA_LIBRARY_PATH)")  # fmt: skip
+    add("--max-loaded-models", type=int, default=1, help="model variants kept loaded at once (memory allowing)")
+    add("--max-overtakes", type=int, default=8, help="most later tasks that may run before a task to save a switch")
+    add("--max-overtake-seconds", type=float, default=300, help="most seconds of later tasks' work likewise")
+    add("--mlx-cache-limit-gb", type=float, default=None, help="cap MLX's buffer cache, in GB")
+    add("--cache_limit", type=int, default=None, help="the same in bytes, as the original server took it")
     add("--demo-speed", type=float, default=1.0, help="demo engine: divide its modelled durations by this")
+    add("--demo-profile", choices=DEMO_PROFILES, default="formula", help="demo engine: formula (its forecaster's own "
+        "cost structure) or mac (a foreign profile: prompt cache, warm-up, drift)")  # fmt: skip
     add("--data-dir", type=Path, default=Path(platformdirs.user_data_dir("mflux-server")), help="tasks and images")
     add("--threads", type=int, default=16, help="HTTP worker threads")
     add("--api-key", default=None, help="require this key on /api, /v1, /sdapi (better: env MFLUX_SERVER_API_KEY)")
     add("--cors-origins", default="*", help="origins browsers may call the API from, space or comma separated")
+    add("--public-url", default=None, help="the server's address as clients reach it, for the image links in "
+        "webhook calls (default: http://HOST:PORT as it listens)")  # fmt: skip
+    add("--webhook-secret", default=None, help="sign webhook calls with this secret (better: env "
+        "MFLUX_SERVER_WEBHOOK_SECRET)")  # fmt: skip
+    add("--allow-private-webhooks", action="store_true", help="let webhooks go to loopback, private and link-local "
+        "addresses (a home network)")  # fmt: skip
+    add("--webhook-timeout", type=float, default=10, help="seconds a webhook receiver has to answer")
+    add("--webhook-retry-seconds", type=float, default=10, help="delay before a failed webhook call is retried; it "
+        "doubles with each retry, up to an hour")  # fmt: skip
+    add("--webhook-retry-hours", type=float, default=24, help="give up a webhook call still failing this long "
+        "after its task ended")  # fmt: skip
     for limit in rules.options():  # every limit a request is judged by: core/rules.py declares them
         add(
             f"--{limit.name.replace('_', '-')}",
@@ -70,14 +97,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(level: str) -> None:
+def webhook_settings(args: argparse.Namespace) -> WebhookSettings:
+    return WebhookSettings(
+        secret=args.webhook_secret or os.environ.get("MFLUX_SERVER_WEBHOOK_SECRET") or None,
+        allow_private=args.allow_private_webhooks,
+        timeout_seconds=args.webhook_timeout,
+        connect_timeout_seconds=min(5.0, args.webhook_timeout),
+        first_retry_seconds=args.webhook_retry_seconds,
+        retry_for_seconds=args.webhook_retry_hours * 3600,
+    )
+
+
+# Our own loggers: they log a prompt's length, its text only with --log-prompts (the worker's come as "worker").
+OWN_LOGGERS = ("mflux_server", "api", "taskqueue", "worker", "core", "webui")
+
+
+def configure_logging(level: str, log_prompts: bool = False) -> None:
+    """Libraries log at DEBUG what passes through them, prompts included (Pillow: every EXIF tag it writes, the
+    image's description is the prompt; PNG text chunks). No filter can recognise a prompt in their messages
+    (escaped, truncated, inside a repr of bytes), so below INFO only our own loggers speak, unless --log-prompts.
+    The worker process mirrors these levels (taskqueue/assembly.py)."""
+    libraries = level if log_prompts else max(logging.getLevelName(level), logging.INFO)
     logging.config.dictConfig({
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"task": {"()": TaskIdFilter}},
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)-7s %(name)s [%(task_id)s] %(message)s"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["task"]}},
-        "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {name: {"level": level} for name in OWN_LOGGERS},
+        "root": {"level": libraries, "handlers": ["stderr"]},
     })  # fmt: skip
 
 
@@ -97,13 +145,19 @@ def _already_stopping(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_prompts)
     if args.engine == "mflux" and importlib.util.find_spec("mflux") is None:
         print(MFLUX_MISSING, file=sys.stderr)
         return 2
+    cache_limit = args.cache_limit if args.cache_limit else None
+    if args.mlx_cache_limit_gb is not None:
+        cache_limit = round(args.mlx_cache_limit_gb * 1e9)
     engine = EngineConfig(
-        args.engine, args.model, args.quantize, args.path, tuple(args.lora_paths), tuple(args.lora_scales),
-        args.demo_speed,
+        engine=args.engine, model=args.model, quantize=args.quantize, path=args.path,
+        lora_paths=tuple(args.lora_paths), lora_scales=tuple(args.lora_scales), lora_dirs=tuple(args.lora_dir),
+        models=tuple(name.strip() for name in args.models.split(",") if name.strip()),
+        allow_downloads=args.allow_downloads, max_loaded_models=args.max_loaded_models,
+        mlx_cache_limit_bytes=cache_limit, demo_speed=args.demo_speed, demo_profile=args.demo_profile,
     )  # fmt: skip
     limits = Limits(**{limit.name: getattr(args, limit.name) for limit in rules.options()})
     storage = StorageLimits(
@@ -114,10 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = ServiceSettings(
         data_dir=args.data_dir, engine=engine, limits=limits, storage=storage, previews=args.previews,
         log_prompts=args.log_prompts, housekeeping_interval=args.housekeeping_seconds,
+        fairness=Fairness(args.max_overtakes, args.max_overtake_seconds), webhooks=webhook_settings(args),
     )  # fmt: skip
     try:
         service = build_service(settings)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, StartupError) as error:
         log.error("cannot start: %s", error)
         return 2
     api_key = args.api_key or os.environ.get("MFLUX_SERVER_API_KEY") or None
@@ -129,10 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     app = create_app(config, service=service)
     # Limits and timeouts against slow and stuck clients, each explained in api/serving.py.
-    options = waitress_options(args.threads, app.config["MAX_CONTENT_LENGTH"])
+    options = waitress_options(args.threads, max(app.config["MAX_CONTENT_LENGTH"], service.limits.max_body_bytes))
     server = waitress.create_server(app, host=args.host, port=args.port, **options)
-    service.start()
-    log.info("engine: %s; data in %s", service.info.label, args.data_dir)
+    waitress_errors.install(server, app)  # what waitress refuses itself is JSON too, in the asking API's shape
+    public_url = args.public_url or default_base_url(args.host, server.effective_port)
+    app.config["MFLUX_PUBLIC_URL"] = public_url  # known once the port is: links name it (api/public_url.py)
+    service.start(public_url)
+    log.info("engine: %s; default model %s; data in %s", service.engine, service.default_variant.key, args.data_dir)
     log.info("listening on http://%s:%s (pid %d)", args.host, server.effective_port, os.getpid())
     if api_key:
         log.info("an API key is required on /api, /v1 and /sdapi")

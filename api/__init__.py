@@ -8,15 +8,16 @@ from typing import Any
 from flask import Flask
 from flask_cors import CORS
 
-from api import a1111, auth, errors, events, images, metrics, openai_images, pages, slots, system, tasks
+from api import a1111, auth, bodies, errors, events, images, metrics, models, openai_images, pages, slots, system, tasks
 from api.config import DefaultConfig
 from api.context import EXTENSION
 from api.fast_status import StatusFastPath
+from api.public_url import PublicHost
 from api.smorest import JsonApi
 from taskqueue.service import TaskService
 
 # One sub-package (or module) per resource or imitated API, each with `init_app(app, api)`.
-RESOURCES = (tasks, images, events, system, openai_images, a1111, metrics)
+RESOURCES = (tasks, images, events, models, system, openai_images, a1111, metrics)
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, service: TaskService) -> Flask:
@@ -39,6 +40,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, service: TaskService)
     errors.init_app(app, api)
     auth.init_app(app, api)
     slots.init_app(app)
+    bodies.init_app(app)
     app.register_blueprint(pages.blp)
+    app.wsgi_app = PublicHost(app)  # links and redirects name the server, not the Host header (api/public_url.py)
     app.wsgi_app = StatusFastPath(app)  # last: the hottest request, without Flask's cost (api/fast_status.py)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from api.pages import SWAGGER_ASSETS
 from core import __version__
+from core.rules import TEXT_BODY_BYTES
 
 
 class DefaultConfig:
@@ -20,9 +21,10 @@ class DefaultConfig:
             "license": {"name": "Apache-2.0"},
         }
     }
-    MAX_CONTENT_LENGTH = 256 * 1024  # a prompt is a few kB; anything bigger is refused with 413
+    MAX_CONTENT_LENGTH = TEXT_BODY_BYTES  # a prompt is a few kB; endpoints that take images allow more (api/bodies.py)
     JSON_SORT_KEYS = False
     MFLUX_CORS_ORIGINS = "*"  # as the original: its web UI may be opened from a file or another host
     MFLUX_API_KEY = None
+    MFLUX_PUBLIC_URL = None  # the base of absolute links (--public-url); None: where the server listens
     MFLUX_MAX_HELD_REQUESTS = 12  # open event streams + blocking generation calls; server.py: --threads - 4
     MFLUX_SSE_KEEPALIVE_SECONDS = 15.0

@@ -23,6 +23,7 @@ from flask import Flask
 
 from api.context import service_of
 from api.tasks.presenters import status_of
+from api.tasks.views import status_code
 
 PATH = "/api/status"
 QUERY = re.compile(r"task_id=([0-9a-f]{16})")  # exactly what TASK_ID_PATTERN accepts, and nothing else
@@ -48,6 +49,8 @@ class StatusFastPath:
         try:
             view = service_of(self._app).status(task_id)
         except Exception:  # unknown task, or a real error: Flask answers it as usual (404 JSON, logged 500)
+            return self.wrapped(environ, start_response)
+        if status_code(view) != 200:  # failed or cancelled: Flask answers those (410), they are polled rarely
             return self.wrapped(environ, start_response)
         # As Flask's jsonify: the app's JSON provider, compact separators, a final newline.
         body = (self._app.json.dumps(status_of(view), separators=(",", ":")) + "\n").encode()

@@ -5,6 +5,9 @@ They parse; they do not judge. Ranges and limits are core/rules.py's, enforced b
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 from marshmallow import ValidationError, fields
 
 from core.rules import MAX_SEED
@@ -58,3 +61,40 @@ class Format(fields.String):
             return ImageFormat(name)
         except ValueError:
             raise ValidationError("Must be one of JPEG, PNG, WEBP.") from None
+
+
+class Base64Image(fields.Field):
+    """An image file as base64 text, with or without a `data:image/…;base64,` prefix (browsers' FileReader adds
+    one, the original web UI strips it, A1111 clients send either). Whether the bytes are an image is
+    core/inputs.py's to judge. `empty_is_none`: "" means no image, as null does (a form's empty field)."""
+
+    def __init__(self, *, empty_is_none: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.empty_is_none = empty_is_none
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise ValidationError("Must be an image as base64 text (PNG, JPEG or WEBP), or null.")
+        text = value.strip()
+        if not text and self.empty_is_none:
+            return None
+        if text.startswith("data:"):
+            header, comma, text = text.partition(",")
+            if not comma or not header.endswith(";base64"):
+                raise ValidationError("A data: URL must be base64, as in data:image/png;base64,….")
+        if text.startswith(("http://", "https://")):
+            raise ValidationError("Send the image itself as base64: this server does not fetch URLs.")
+        try:
+            decoded = base64.b64decode("".join(text.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationError("Not valid base64.") from None
+        if not decoded:
+            raise ValidationError("Empty: send an image (PNG, JPEG or WEBP), or null.")
+        return decoded
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else base64.b64encode(value).decode("ascii")
+
+
+BASE64_IMAGE_DOC = {"type": "string", "format": "byte", "minLength": 1,
+                    "description": "An image (PNG, JPEG, WEBP) as base64."}  # fmt: skip

@@ -16,6 +16,7 @@ FALLBACK_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><t
 
 
 @blp.get("/")
+@blp.get("/index.html")  # where the original server served its web UI
 def index():
     if (STATIC_DIR / "index.html").is_file():
         response = send_from_directory(STATIC_DIR, "index.html")

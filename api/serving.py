@@ -22,7 +22,7 @@ MB = 1024 * 1024
 
 
 def waitress_options(threads: int, max_body_bytes: int) -> dict[str, Any]:
-    """Keyword arguments for `waitress.create_server`; `max_body_bytes` is the app's MAX_CONTENT_LENGTH."""
+    """Keyword arguments for `waitress.create_server`; `max_body_bytes` is the largest body the app accepts."""
     return {
         "ident": "mflux-server",
         # Threads run the app. Short requests take milliseconds; event streams and blocking generation calls
@@ -40,9 +40,10 @@ def waitress_options(threads: int, max_body_bytes: int) -> dict[str, Any]:
         "cleanup_interval": 5,
         # Keep reading while a request runs, so a client's hang-up is noticed; one request ahead at most.
         "channel_request_lookahead": 1,
-        # A request is at most a few kB of headers and a JSON body within MAX_CONTENT_LENGTH. Bodies up to
-        # four times that still reach Flask, so their 413 is JSON like every other error; beyond, waitress
-        # refuses them before buffering a byte (with a plain-text 413: the app never sees them).
+        # A request is at most a few kB of headers and a body within the largest the app allows (a few kB of
+        # JSON; with images, api/bodies.py). Bodies up to four times that still reach Flask, so their 413 is
+        # JSON like every other error; beyond, waitress refuses them before buffering a byte (a plain-text 413).
+        # Beyond 64 kB a body is buffered in a temporary file, not in memory.
         "max_request_header_size": 64 * 1024,
         "max_request_body_size": 4 * max_body_bytes,
         "recv_bytes": 64 * 1024,  # a 256 kB body in 4 reads, not 32

@@ -24,7 +24,7 @@ from bench.harness import RunningServer
 from bench.report import Section, Table, Verdict, print_section
 from bench.stats import percent
 from bench.workload import Accuracy, Driver, Outcome, TaskSpec, mixed_workload
-from worker.engines import demo
+from worker.engines.demo.catalog import COSTS
 
 FIRST = 5
 TARGET_FIRST = 0.25
@@ -45,8 +45,8 @@ SMOKE = Config(tasks=8, demo_speed=40.0, restart_after=5)
 
 def demo_seconds(spec: TaskSpec, speed: float) -> float:
     """What the demo engine's cost model says a task takes (noise aside): to pace the arrivals."""
-    mp = spec.megapixels
-    busy = demo.TEXT_ENCODE_SECONDS + spec.steps * demo.nominal_step_seconds(mp) + demo.DECODE_SECONDS_PER_MP * mp
+    mp, costs = spec.megapixels, COSTS["demo"]
+    busy = costs.text_encode + spec.steps * costs.nominal_step(mp) + costs.decode_per_mp * mp
     return busy / speed
 
 

@@ -7,7 +7,7 @@ weights in the Hugging Face cache (or `--path`):
     python -m bench.mac_mflux --dry-run                       # anywhere: the same procedure on the demo engine
 
 1. Plain mflux, in a child process: the model is built exactly as the server's worker builds it (through
-   worker/engines/mflux_engine.py, so the same weights, quantization and LoRAs), then with no callbacks of
+   worker/engines/mflux/engine.py, so the same weights, quantization and LoRAs), then with no callbacks of
    ours, one warm-up image, then `generate_image` for each task in a loop, timed.
 2. The same tasks (prompts, seeds, sizes, steps) through the server (`server.py --engine mflux ...`): one
    warm-up task, then the tasks submitted so that two always wait (the GPU never runs dry), with the
@@ -38,8 +38,9 @@ from bench.report import Section, Table, Verdict, print_section
 from bench.stats import Summary, percent
 from bench.workload import Accuracy, Driver, TaskSpec, mixed_workload
 from core.engines import EngineConfig
+from core.models import Variant
 from core.tasks import GenerationParams
-from worker.engines.base import EngineLoadError, describe_engine
+from worker.engines.base import EngineLoadError, ModelLoadError, engine_catalog, load_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_OVERHEAD = 0.02
@@ -103,18 +104,16 @@ class _NoProgress:
 
 def plain_loop(config: Config) -> list[float]:
     """Seconds of each image, generated directly by the engine's library (run in a child process)."""
-    info = describe_engine(config.engine)
+    catalog = engine_catalog(config.engine)
+    info = catalog.default_model
+    variant = Variant(info.name, config.engine.quantize, path=config.engine.path)
+    loaded = load_engine(config.engine).load(variant)  # EngineLoadError/ModelLoadError say what is missing
     if config.dry_run:
-        from worker.engines import demo
-
-        engine = demo.load(config.engine)
 
         def generate(params: GenerationParams) -> None:
-            engine.generate(params, _NoProgress())
+            loaded.generate(params, _NoProgress())
     else:
-        from worker.engines import mflux_engine
-
-        model = mflux_engine.load(config.engine).model  # EngineLoadError says what is missing and how to fix it
+        model = loaded.model
         model.callbacks = type(model.callbacks)()  # a fresh registry: plain mflux, none of the server's hooks
 
         def generate(params: GenerationParams) -> None:
@@ -178,7 +177,7 @@ def run(config: Config = Config()) -> Section:
     engine = [o.engine_seconds or 0.0 for o in sorted(outcomes, key=lambda o: o.spec.index)]
     gaps = [b.started - a.rendered for a, b in itertools.pairwise(outcomes) if a.rendered]
 
-    label = "demo engine (dry run)" if config.dry_run else describe_engine(config.engine).label
+    label = "demo engine (dry run)" if config.dry_run else engine_catalog(config.engine).default_model.label
     per_image = Table(["#", "size", "steps", "plain", "held the engine, served", "difference"],
                       caption="Each image: plain loop against the time it held the engine in the server")  # fmt: skip
     for spec, alone, served in zip(specs, plain, engine, strict=True):
@@ -247,7 +246,7 @@ def preflight(config: Config) -> str | None:
             "mflux runs on MLX's Metal GPU there. Use --dry-run to try the procedure on the demo engine."
         )
     try:
-        describe_engine(config.engine)
+        engine_catalog(config.engine)
     except EngineLoadError as error:
         return str(error)
     return None
@@ -269,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         config = Config(**fields | {"sides": tuple(fields["sides"]), "steps": tuple(fields["steps"])})
         try:
             print(json.dumps(plain_loop(config)))
-        except EngineLoadError as error:
+        except (EngineLoadError, ModelLoadError) as error:
             raise SystemExit(f"cannot load the model: {error}") from None
         return
     config = Config(model=args.model, quantize=args.quantize, path=args.path, images=args.images, seed=args.seed,

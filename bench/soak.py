@@ -243,7 +243,7 @@ class Client(threading.Thread):
     def follow(self, record: Record) -> None:
         if record.status not in FINAL:
             response = self.request("GET", "/api/status", params={"task_id": record.task_id})
-            if response is None or response.status_code != 200:
+            if response is None or response.status_code not in (200, 410):  # 410: failed or cancelled
                 if response is not None:
                     record.problems.append(f"status answered {response.status_code}: {response.text[:200]}")
                 return

@@ -45,9 +45,10 @@ class TaskSpec:
     priority: bool = False
     at: float = 0.0  # seconds after the start of the run when it is submitted
     cancel_after: float | None = None  # cancelled this long after its submission (if it has not ended)
+    model: str | None = None  # None: the server's default
 
     def body(self) -> dict:
-        return {
+        body = {
             "prompt": self.prompt,
             "seed": self.seed,
             "width": self.width,
@@ -56,6 +57,7 @@ class TaskSpec:
             "priority": self.priority,
             "format": "JPEG",
         }
+        return body | ({"model": self.model} if self.model else {})
 
     @property
     def megapixels(self) -> float:
@@ -126,6 +128,7 @@ class Outcome:
     rendered: float | None
     ended: float
     sample_errors: tuple[float, ...]  # absolute percentage errors of the wait_remaining samples that count
+    model: str = ""  # the variant it ran on
 
     @property
     def error(self) -> float:
@@ -257,7 +260,7 @@ class Driver:
             result.append(
                 Outcome(
                     item.spec, item.task_id, item.phase, task["status"], item.expected, ended - submitted,
-                    task["compute_time"], task.get("render_end_time"), ended, errors,
+                    task["compute_time"], task.get("render_end_time"), ended, errors, task.get("model", ""),
                 )
             )  # fmt: skip
         return result

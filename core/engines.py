@@ -1,4 +1,4 @@
-"""What an engine is configured with, and what it tells the rest of the server about itself."""
+"""What an engine is configured with: plain, picklable settings that cross into the worker process."""
 
 from __future__ import annotations
 
@@ -7,32 +7,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """Plain, picklable settings that cross into the worker process."""
-
-    engine: str = "mflux"
-    model: str = "schnell"
-    quantize: int | None = None
-    path: str | None = None
-    lora_paths: tuple[str, ...] = ()
+    engine: str = "mflux"  # "mflux": real models; "demo": procedural test pictures
+    model: str | None = None  # the default model, loaded at start (None: the engine's own default)
+    quantize: int | None = None  # the default model's quantization
+    path: str | None = None  # local weights of the default model, instead of the Hugging Face cache
+    lora_paths: tuple[str, ...] = ()  # LoRAs applied to the default model (the operator's own files)
     lora_scales: tuple[float, ...] = ()
-    demo_speed: float = 1.0
-
-
-@dataclass(frozen=True)
-class EngineInfo:
-    """What the API needs to know about an engine without loading it."""
-
-    name: str  # "mflux" or "demo"
-    model: str  # canonical model name
-    label: str  # shown to users: what produces the images
-    default_steps: int
-    default_guidance: float
-    guidance_adjustable: bool
-    supports_negative_prompt: bool
-    size_step: int  # widths and heights are rounded down to a multiple of this
-    seconds_per_step_at_1mp: float  # the forecaster's prior, before it has measured anything
-    is_demo: bool = False
-
-    def round_size(self, pixels: int) -> int:
-        """Round a side length down to what the model can do, the way mflux does."""
-        return max(self.size_step, pixels // self.size_step * self.size_step)
+    lora_dirs: tuple[str, ...] = ()  # LoRA library: per-request LoRAs are looked up here, by name
+    models: tuple[str, ...] = ()  # models offered besides the default (empty: those whose weights are present)
+    allow_downloads: bool = False  # may a request for a model without local weights download them?
+    max_loaded_models: int = 1  # variants kept loaded at once in the worker
+    mlx_cache_limit_bytes: int | None = None  # MLX's buffer cache limit (None: MLX's default)
+    demo_speed: float = 1.0  # demo engine: divide its modelled durations by this
+    demo_profile: str = "formula"  # demo engine: which cost profile its timing follows (worker/engines/demo/costs.py)

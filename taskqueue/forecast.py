@@ -1,158 +1,205 @@
 """How long will it take? The one place that knows.
 
-The cost of a diffusion-transformer image is modelled as
+Each model's cost is learned apart, phase by phase, from what the worker times of every image:
 
-    seconds = fixed + per_megapixel * MP + steps * (per_step + per_step_megapixel * MP + per_step_megapixel_sq * MP²)
+    seconds = before_loop + steps × step(MP) × (warm-up factor, first image after a load) + after_loop(MP)
+    step(MP) = a + b·MP + c·MP²      (linear layers grow with the tokens, attention with their square)
+    before_loop = text encoding (+ latents); much less when mflux's prompt cache has the prompt
+    after_loop(MP) = d + e·MP        (decoding)
 
-`fixed` is the work before the denoising loop (prompt encoding), `per_megapixel` the work after it (VAE
-decoding), and the per-step terms the transformer: linear layers grow with the number of latent tokens,
-attention with its square. The model is linear in its five coefficients, so the cost of a whole queue is the
-model applied to the *sum* of the tasks' feature vectors (`Workload`), which the store can add up in SQL.
+and loading a model is learned as its own figure. Nothing here assumes the engine follows this formula: each
+phase is fitted to its own measurements (a per-step mean over the loop, a decode time, an encode time), the
+newest weigh most (a machine that heats up or is shared drifts), and each fit starts from a prior that only
+sets the shape, calibrated in level by the first observations. A model never seen yet borrows the speed this
+machine has shown on the models it has run (its prior times their median measured/prior ratio).
 
-Coefficients are learned from finished tasks by relative-error least squares, pulled towards a prior whose
-level is first calibrated on the observations, so that a handful of same-sized tasks cannot produce a wild
-model and a long history is not dominated by its biggest images. Everything here is pure: history and clock
-come in as arguments.
+Everything is pure but `Forecaster`, a thread-safe holder of what was learned: history and clock come in as
+arguments, and what is learned is persisted through the callbacks it is given.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from core.progress import LiveProgress
-from core.tasks import MEGAPIXEL
 
-HISTORY_SIZE = 200  # the newest finished tasks the model learns from
+HISTORY_SIZE = 200  # the newest timings of each model the fit learns from
+HALF_LIFE = 25.0  # observations: how fast old measurements stop counting in the fit of each phase's shape
+LEVEL_HALF_LIFE = 6.0  # observations: how fast the overall level follows a machine that drifts (heat, sharing)
 PRIOR_WEIGHT = 2.0  # how many observations' worth of trust the prior shape keeps
+LOAD_SMOOTHING = 0.5  # weight of the newest load time
+REFERENCE_MP = 1.0  # the size the step prior's level is measured at
 
 
 @dataclass(frozen=True)
-class Workload:
-    """One task, or the sum of many, in the units the cost model is linear in."""
+class Timing:
+    """One rendered image, as the worker timed it."""
 
-    tasks: float = 0.0
-    megapixels: float = 0.0
-    steps: float = 0.0
-    step_megapixels: float = 0.0
-    step_megapixels_sq: float = 0.0
+    key: str  # the model's cost key (Variant.cost_key)
+    megapixels: float
+    steps: int  # denoising steps that ran
+    before_loop: float
+    loop: float
+    after_loop: float
+    prompt_cached: bool | None = None
+    first_after_load: bool = False
 
-    @classmethod
-    def of(cls, width: int, height: int, steps: int) -> Workload:
-        mp = width * height / MEGAPIXEL
-        return cls(1.0, mp, float(steps), steps * mp, steps * mp * mp)
-
-    @classmethod
-    def from_megapixels(cls, megapixels: float, steps: int) -> Workload:
-        mp = megapixels
-        return cls(1.0, mp, float(steps), steps * mp, steps * mp * mp)
-
-    # Spelled out rather than through dataclasses.fields(): listing a page of 1,000 waiting tasks adds and
-    # prices a workload per task, and the generic form was most of that page's cost.
-    def vector(self) -> tuple[float, ...]:
-        return (self.tasks, self.megapixels, self.steps, self.step_megapixels, self.step_megapixels_sq)
-
-    def __add__(self, other: Workload) -> Workload:
-        return Workload(
-            self.tasks + other.tasks,
-            self.megapixels + other.megapixels,
-            self.steps + other.steps,
-            self.step_megapixels + other.step_megapixels,
-            self.step_megapixels_sq + other.step_megapixels_sq,
-        )
-
-    def __sub__(self, other: Workload) -> Workload:
-        return Workload(
-            self.tasks - other.tasks,
-            self.megapixels - other.megapixels,
-            self.steps - other.steps,
-            self.step_megapixels - other.step_megapixels,
-            self.step_megapixels_sq - other.step_megapixels_sq,
-        )
+    @property
+    def step(self) -> float:
+        return self.loop / self.steps if self.steps else 0.0
 
 
 @dataclass(frozen=True)
-class CostModel:
-    fixed: float
-    per_megapixel: float
-    per_step: float
-    per_step_megapixel: float
-    per_step_megapixel_sq: float
+class Prior:
+    """What the catalog guesses about a model before anything was measured."""
 
-    def coefficients(self) -> tuple[float, ...]:
-        return (self.fixed, self.per_megapixel, self.per_step, self.per_step_megapixel, self.per_step_megapixel_sq)
+    seconds_per_step_at_1mp: float
+    load_seconds: float
 
-    def seconds(self, work: Workload) -> float:
-        return (
-            self.fixed * work.tasks
-            + self.per_megapixel * work.megapixels
-            + self.per_step * work.steps
-            + self.per_step_megapixel * work.step_megapixels
-            + self.per_step_megapixel_sq * work.step_megapixels_sq
-        )
+
+@dataclass(frozen=True)
+class ModelCosts:
+    step: tuple[float, float, float]  # a, b, c of a + b·MP + c·MP² seconds per step
+    encode: float  # before the loop, prompt not cached
+    encode_cached: float  # before the loop, prompt cached
+    decode: tuple[float, float]  # d, e of d + e·MP seconds after the loop
+    warmup: float  # factor on the steps of the first image after a load
+    load: float  # seconds to load the model
+    observed: int = 0  # timings it was learned from
 
     def step_seconds(self, megapixels: float) -> float:
-        return self.per_step + self.per_step_megapixel * megapixels + self.per_step_megapixel_sq * megapixels**2
+        a, b, c = self.step
+        return a + b * megapixels + c * megapixels**2
 
-    def after_loop_seconds(self, megapixels: float) -> float:
-        return self.per_megapixel * megapixels
+    def before_loop(self, cached: bool) -> float:
+        return self.encode_cached if cached else self.encode
 
-    def scaled(self, factor: float) -> CostModel:
-        return CostModel(*(c * factor for c in self.coefficients()))
+    def after_loop(self, megapixels: float) -> float:
+        return self.decode[0] + self.decode[1] * megapixels
+
+    def seconds(self, megapixels: float, steps: int, cached: bool = False, first_after_load: bool = False) -> float:
+        """Seconds on the engine, from taking the task to its pixels (its load not included)."""
+        loop = steps * self.step_seconds(megapixels) * (self.warmup if first_after_load else 1.0)
+        return self.before_loop(cached) + loop + self.after_loop(megapixels)
+
+    def scaled(self, factor: float) -> ModelCosts:
+        return replace(
+            self,
+            step=tuple(x * factor for x in self.step),
+            encode=self.encode * factor,
+            encode_cached=self.encode_cached * factor,
+            decode=(self.decode[0] * factor, self.decode[1] * factor),
+        )
 
     @classmethod
-    def prior(cls, seconds_per_step_at_1mp: float) -> CostModel:
+    def from_prior(cls, prior: Prior) -> ModelCosts:
         """A diffusion-transformer shaped guess from one figure: the time of one step at one megapixel."""
-        s = seconds_per_step_at_1mp
+        s = prior.seconds_per_step_at_1mp
         return cls(
-            fixed=0.3 * s,
-            per_megapixel=0.35 * s,
-            per_step=0.03 * s,
-            per_step_megapixel=0.72 * s,
-            per_step_megapixel_sq=0.25 * s,
+            step=(0.04 * s, 0.72 * s, 0.24 * s),
+            encode=0.3 * s,
+            encode_cached=0.02 * s,
+            decode=(0.05 * s, 0.35 * s),
+            warmup=1.25,
+            load=prior.load_seconds,
         )
 
 
-@dataclass(frozen=True)
-class Observation:
-    """One finished task: its size, its steps and the seconds it held the engine."""
-
-    megapixels: float
-    steps: int
-    seconds: float
+def recency_weights(count: int, half_life: float = HALF_LIFE) -> np.ndarray:
+    """The newest observation weighs 1, one half-life older weighs 1/2."""
+    return 0.5 ** (np.arange(count - 1, -1, -1) / half_life)
 
 
-# The workload the prior's trust is measured at: one megapixel, four steps.
-_REFERENCE = Workload.from_megapixels(1.0, 4)
-
-
-def fit(observations: Sequence[Observation], prior: CostModel, prior_weight: float = PRIOR_WEIGHT) -> CostModel:
-    """The cost model that best explains `observations`, in relative error, without straying far from `prior`."""
-    usable = [o for o in observations if o.seconds > 0 and o.megapixels > 0 and o.steps > 0]
+def learn(prior: ModelCosts, timings: list[Timing]) -> ModelCosts:
+    """A model's costs from its timings (oldest first), starting from `prior`."""
+    usable = [t for t in timings if t.steps > 0 and t.loop > 0 and t.megapixels > 0]
     if not usable:
         return prior
-    x = np.array([Workload.from_megapixels(o.megapixels, o.steps).vector() for o in usable])
-    y = np.array([o.seconds for o in usable])
-    prior_coef = np.array(prior.coefficients())
+    steady = [t for t in usable if not t.first_after_load]
+    if steady:
+        step = fit_step(prior.step, [t.megapixels for t in steady], [t.step for t in steady])
+    else:  # only first images after loads so far: take the warm-up the prior expects out of them
+        step = fit_step(prior.step, [t.megapixels for t in usable], [t.step / prior.warmup for t in usable])
+    costs = replace(prior, step=step, observed=len(usable))
+    encode = _weighted_mean([t.before_loop for t in usable if not t.prompt_cached], prior.encode)
+    cached = _weighted_mean([t.before_loop for t in usable if t.prompt_cached], None)
+    if cached is None:  # never seen a cached prompt: keep the prior's proportion to the uncached encode
+        cached = encode * prior.encode_cached / prior.encode if prior.encode else prior.encode_cached
+    decode = fit_decode(prior.decode, [t.megapixels for t in usable], [t.after_loop for t in usable])
+    first = [t for t in usable if t.first_after_load]
+    warmup = prior.warmup
+    if first and steady:
+        ratios = [t.step / max(costs.step_seconds(t.megapixels), 1e-9) for t in first]
+        warmup = max(1.0, _weighted_mean(ratios, prior.warmup))
+    costs = replace(costs, encode=encode, encode_cached=min(cached, encode), decode=decode, warmup=warmup)
+    return costs.scaled(_level(costs, usable))
 
-    # Calibrate the prior's level first (geometric mean ratio), then let the data reshape it.
-    level = math.exp(float(np.mean(np.log(y / (x @ prior_coef)))))
+
+def _level(costs: ModelCosts, timings: list[Timing]) -> float:
+    """How far the newest images ran from the fitted costs (a geometric mean weighted to the newest): the phase
+    fits keep a long memory to stay steady, and this follows a machine whose speed drifts."""
+    ratios = []
+    for t in timings:
+        predicted = costs.seconds(t.megapixels, t.steps, bool(t.prompt_cached), t.first_after_load)
+        actual = t.before_loop + t.loop + t.after_loop
+        if predicted > 0 and actual > 0:
+            ratios.append(math.log(actual / predicted))
+    if not ratios:
+        return 1.0
+    w = recency_weights(len(ratios), LEVEL_HALF_LIFE)
+    return math.exp(float(np.sum(w * np.array(ratios)) / np.sum(w)))
+
+
+def fit_step(prior: tuple[float, float, float], megapixels: list[float], seconds: list[float]) -> tuple[float, ...]:
+    """Per-step seconds a + b·MP + c·MP², fitted in relative error to recent-weighted measurements.
+
+    The prior's level is calibrated first (weighted geometric mean of measured / predicted), then the data
+    reshape it; penalty rows pull each coefficient towards the calibrated prior by how much it moves the
+    prediction at REFERENCE_MP, so a few same-sized images cannot produce a wild curve."""
+    x = np.array([[1.0, mp, mp * mp] for mp in megapixels])
+    y = np.array(seconds)
+    w = recency_weights(len(y))
+    prior_coef = np.array(prior)
+    predicted = x @ prior_coef
+    level = math.exp(float(np.sum(w * np.log(y / predicted)) / np.sum(w)))
     base = prior_coef * level
+    reference = np.array([1.0, REFERENCE_MP, REFERENCE_MP**2])
+    penalty = math.sqrt(PRIOR_WEIGHT / len(reference)) * reference / float(reference @ base)
+    sqrt_w = np.sqrt(w)[:, None]
+    rows = np.vstack([(x / y[:, None]) * sqrt_w, np.diag(penalty)])
+    targets = np.concatenate([sqrt_w[:, 0], penalty * base])
+    return tuple(_nonnegative_least_squares(rows, targets))
 
-    # Rows of relative error: (x·c - y) / y. Penalty rows pull each coefficient towards the calibrated prior,
-    # measured by how much it moves the reference prediction, relative to that prediction. The prior's weight
-    # is shared among the coefficients: given whole to each, it counted as 5 × prior_weight observations, and
-    # a history of 40 exact observations still left forecasts 12% (up to 27%) off (tests/test_queue_model.py).
-    reference = np.array(_REFERENCE.vector())
-    penalty_scale = math.sqrt(prior_weight / len(reference)) * reference / float(reference @ base)
-    rows = np.vstack([x / y[:, None], np.diag(penalty_scale)])
-    targets = np.concatenate([np.ones(len(y)), penalty_scale * base])
-    return CostModel(*_nonnegative_least_squares(rows, targets))
+
+def fit_decode(prior: tuple[float, float], megapixels: list[float], seconds: list[float]) -> tuple[float, float]:
+    """After-loop seconds d + e·MP, recent-weighted, pulled towards the prior's shape like `fit_step`."""
+    x = np.array([[1.0, mp] for mp in megapixels])
+    y = np.maximum(np.array(seconds), 1e-3)
+    w = recency_weights(len(y))
+    prior_coef = np.array(prior)
+    level = math.exp(float(np.sum(w * np.log(y / np.maximum(x @ prior_coef, 1e-9))) / np.sum(w)))
+    base = prior_coef * level
+    reference = np.array([1.0, REFERENCE_MP])
+    penalty = math.sqrt(PRIOR_WEIGHT / 2) * reference / max(float(reference @ base), 1e-9)
+    sqrt_w = np.sqrt(w)[:, None]
+    rows = np.vstack([(x / y[:, None]) * sqrt_w, np.diag(penalty)])
+    targets = np.concatenate([sqrt_w[:, 0], penalty * base])
+    d, e = _nonnegative_least_squares(rows, targets)
+    return d, e
+
+
+def _weighted_mean(values: list[float], default: float | None) -> float | None:
+    if not values:
+        return default
+    w = recency_weights(len(values))
+    return float(np.sum(w * np.array(values)) / np.sum(w))
 
 
 def _nonnegative_least_squares(rows: np.ndarray, targets: np.ndarray) -> list[float]:
@@ -168,19 +215,21 @@ def _nonnegative_least_squares(rows: np.ndarray, targets: np.ndarray) -> list[fl
     return [float(c) for c in coef]
 
 
-def remaining_seconds(model: CostModel, work: Workload, live: LiveProgress | None, now: float) -> float:
+def remaining_seconds(
+    costs: ModelCosts, megapixels: float, steps: int, cached: bool, first: bool, live: LiveProgress | None, now: float
+) -> float:
     """Seconds until the task on the engine releases it, using its measured step times once it has some."""
-    mp, steps = work.megapixels, int(work.steps)
-    after_loop = model.after_loop_seconds(mp)
+    after_loop = costs.after_loop(megapixels)
+    step = costs.step_seconds(megapixels) * (costs.warmup if first else 1.0)
     if live is None:
-        return model.seconds(work)
+        return costs.seconds(megapixels, steps, cached, first)
     if live.rendered_at is not None:
         return 0.0
     if live.loop_started_at is None:
-        before_loop_left = max(model.fixed - (now - live.started_at), 0.0)
-        return before_loop_left + steps * model.step_seconds(mp) + after_loop
+        before_loop_left = max(costs.before_loop(cached) - (now - live.started_at), 0.0)
+        return before_loop_left + steps * step + after_loop
     if live.steps_done == 0 or live.last_step_at is None:
-        loop_left = max(steps * model.step_seconds(mp) - (now - live.loop_started_at), 0.0)
+        loop_left = max(steps * step - (now - live.loop_started_at), 0.0)
         return loop_left + after_loop
     measured_step = (live.last_step_at - live.loop_started_at) / live.steps_done
     steps_left = max(live.steps - live.steps_done, 0)
@@ -210,33 +259,86 @@ class EncodeRates:
 
 
 class Forecaster:
-    """The learned cost model of the loaded engine, refitted as tasks finish; safe to share between threads."""
+    """What was learned of each model, refitted as images are rendered; safe to share between threads."""
 
     def __init__(
         self,
-        prior: CostModel,
-        history: Iterable[Observation] = (),
-        encode_rates: dict[str, float] | None = None,
-        persist: Callable[[Observation], None] | None = None,
+        priors: Mapping[str, Prior],
+        timings: Iterable[Timing] = (),
+        loads: Mapping[str, float] | None = None,
+        persist: Callable[[Timing], None] | None = None,
+        persist_load: Callable[[str, float], None] | None = None,
     ) -> None:
         self._lock = threading.Lock()
-        self._prior = prior
-        self._history: deque[Observation] = deque(history, maxlen=HISTORY_SIZE)
-        self._model = fit(list(self._history), prior)
-        self.encode = EncodeRates(encode_rates)
+        self._priors = dict(priors)
+        self._history: dict[str, deque[Timing]] = defaultdict(lambda: deque(maxlen=HISTORY_SIZE))
+        for timing in timings:
+            self._history[timing.key].append(timing)
+        self._loads = dict(loads or {})
+        self._learned: dict[str, ModelCosts] = {key: self._fit(key) for key in self._history}
         self._persist = persist
+        self._persist_load = persist_load
+        self.encode = EncodeRates()
 
-    @property
-    def model(self) -> CostModel:
-        return self._model
-
-    @property
-    def observation_count(self) -> int:
-        return len(self._history)
-
-    def record(self, observation: Observation) -> None:
+    def add_prior(self, key: str, prior: Prior) -> None:
+        """A cost key (a model at a quantization) the catalog describes; call before forecasting for it."""
         with self._lock:
-            self._history.append(observation)
-            self._model = fit(list(self._history), self._prior)
+            self._priors.setdefault(key, prior)
+
+    def costs(self, key: str) -> ModelCosts:
+        """The model's learned costs, or its prior at this machine's measured speed if it has never run."""
+        learned = self._learned.get(key)
+        if learned is not None:
+            return learned
+        costs = ModelCosts.from_prior(self._prior(key)).scaled(self.machine_factor())
+        load = self._loads.get(key)
+        return costs if load is None else replace(costs, load=load)
+
+    def task_seconds(self, key: str, megapixels: float, steps: int, cached: bool, first_after_load: bool) -> float:
+        return self.costs(key).seconds(megapixels, steps, cached, first_after_load)
+
+    def load_seconds(self, key: str) -> float:
+        return self.costs(key).load
+
+    def observations(self, key: str) -> int:
+        return len(self._history.get(key, ()))
+
+    def record(self, timing: Timing) -> None:
+        with self._lock:
+            self._history[timing.key].append(timing)
+            self._learned[timing.key] = self._fit(timing.key)
         if self._persist is not None:
-            self._persist(observation)
+            self._persist(timing)
+
+    def record_load(self, key: str, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with self._lock:
+            old = self._loads.get(key)
+            self._loads[key] = seconds if old is None else old + LOAD_SMOOTHING * (seconds - old)
+            if key in self._learned:
+                self._learned[key] = replace(self._learned[key], load=self._loads[key])
+        if self._persist_load is not None:
+            self._persist_load(key, seconds)
+
+    def machine_factor(self) -> float:
+        """How much faster or slower than the priors this machine has been, on the models it ran (1: no idea)."""
+        ratios = []
+        for key, learned in self._learned.items():
+            if learned.observed >= 2:
+                guess = ModelCosts.from_prior(self._prior(key)).step_seconds(REFERENCE_MP)
+                ratios.append(learned.step_seconds(REFERENCE_MP) / guess)
+        return statistics.median(ratios) if ratios else 1.0
+
+    def _prior(self, key: str) -> Prior:
+        """The catalog's guess for a cost key; a quantized model ("dev@q8") starts from its model's."""
+        return self._priors.get(key) or self._priors.get(key.split("@", 1)[0]) or self._generic_prior()
+
+    def _fit(self, key: str) -> ModelCosts:
+        prior = ModelCosts.from_prior(self._prior(key))
+        load = self._loads.get(key)
+        learned = learn(prior, list(self._history[key]))
+        return learned if load is None else replace(learned, load=load)
+
+    def _generic_prior(self) -> Prior:
+        return Prior(seconds_per_step_at_1mp=5.0, load_seconds=20.0)

@@ -17,3 +17,5 @@ class Health:
     worker_restarts: int
     waiting: int
     running: int
+    loaded: tuple[str, ...] = ()  # the variants the worker holds loaded
+    loading: str | None = None  # the variant it is loading now

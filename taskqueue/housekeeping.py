@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from core.tasks import Task, TaskStatus
 from taskqueue.changes import ChangeFeed
 from taskqueue.images import ImageFiles
+from taskqueue.inputs import InputFiles
 from taskqueue.store import TaskStore
 
 log = logging.getLogger("taskqueue")
@@ -31,9 +32,11 @@ class Housekeeper:
         changes: ChangeFeed,
         limits: StorageLimits,
         interval: float = 60.0,
+        inputs: InputFiles | None = None,
     ) -> None:
         self._store = store
         self._images = images
+        self._inputs = inputs
         self._changes = changes
         self._limits = limits
         self._interval = interval
@@ -59,10 +62,16 @@ class Housekeeper:
     def sweep(self, now: float) -> int:
         """Forget finished tasks past retention, then drop the oldest unfetched images beyond the stored-image
         limits (count and bytes). Returns how many went."""
+        if self._inputs is not None:  # ended tasks' inputs, should a path that ends tasks have left any
+            for task in self._store.with_inputs():
+                if task.status.is_final:
+                    self._inputs.delete(task.id)
         forgotten = self._store.expire(now - self._limits.retention_seconds)
         for task in forgotten:
             if task.status is TaskStatus.DONE:
                 self._images.delete(task.id, task.output.format)
+            if self._inputs is not None:
+                self._inputs.delete(task.id)
             log.debug("task %s forgotten: finished over the retention time ago", task.id, extra={"task_id": task.id})
         if forgotten:
             hours = self._limits.retention_seconds / 3600
@@ -81,6 +90,7 @@ class Housekeeper:
         """The oldest of `unfetched` (oldest first) that must go for the rest to fit the limits, with why."""
         count_limit, bytes_limit = self._limits.max_stored_images, self._limits.max_stored_bytes
         count, total = len(unfetched), sum(task.image_bytes or 0 for task in unfetched)
+        total += self._inputs.stored_bytes() if self._inputs is not None else 0  # waiting tasks' inputs count too
         excess = []
         for task in unfetched:
             if count > count_limit:

@@ -5,15 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.models import Catalog
 from taskqueue.changes import ChangeFeed
 from taskqueue.forecast import Forecaster
 from taskqueue.housekeeping import Housekeeper
 from taskqueue.images import ImageFiles
+from taskqueue.inputs import InputFiles
 from taskqueue.metrics import QueueMetrics
 from taskqueue.scheduler import Scheduler
 from taskqueue.settings import ServiceSettings
 from taskqueue.store import TaskStore
 from taskqueue.waits import WaitTimes
+from taskqueue.webhooks import WebhookSender
 from worker.status_table import StatusTable
 from worker.supervisor import Supervisor
 
@@ -21,8 +24,11 @@ from worker.supervisor import Supervisor
 @dataclass(frozen=True)
 class Parts:
     settings: ServiceSettings
+    catalog: Catalog
+    loras: dict[str, Path]  # the LoRA library: name → file
     store: TaskStore
     images: ImageFiles
+    inputs: InputFiles
     preview_path: Path
     forecaster: Forecaster
     metrics: QueueMetrics
@@ -32,3 +38,4 @@ class Parts:
     supervisor: Supervisor
     waits: WaitTimes
     housekeeper: Housekeeper
+    webhooks: WebhookSender

@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client.metrics_core import Metric
 
-from core import rules
-from core.engines import EngineInfo
+from core import inputs, rules
 from core.errors import (
     EngineUnavailable,
     ImageNotAvailable,
@@ -22,15 +21,17 @@ from core.errors import (
     StorageUnavailable,
     TaskNotFound,
 )
+from core.models import Lora, ModelInfo, Variant
 from core.rules import Limits
 from core.submissions import Caller, GenerationRequest
-from core.tasks import ImageFormat, OutputSpec, Task, TaskStatus, is_task_id
+from core.tasks import ImageFormat, OutputSpec, Task, TaskStatus, is_task_id, new_task_id
 from taskqueue.health import Health
+from taskqueue.models import ModelListing, listing
 from taskqueue.parts import Parts
 from taskqueue.store import Capacity, NewTask, OverCapacity
 from taskqueue.waits import TaskView
 
-__all__ = ["ANYONE", "TaskService", "TaskView"]
+__all__ = ["ANYONE", "ModelListing", "TaskService", "TaskView"]
 
 log = logging.getLogger("taskqueue")
 
@@ -53,8 +54,24 @@ class TaskService:
     # -- what the server is ------------------------------------------------------------------------------
 
     @property
-    def info(self) -> EngineInfo:
-        return self._parts.scheduler.state.info
+    def engine(self) -> str:
+        return self._parts.catalog.engine
+
+    @property
+    def default_model(self) -> ModelInfo:
+        return self._parts.catalog.get(self._parts.scheduler.default_variant.model)
+
+    @property
+    def default_variant(self) -> Variant:
+        return self._parts.scheduler.default_variant
+
+    @property
+    def mlx_cache_limit(self) -> int:
+        """MLX's buffer cache limit in bytes, as the original's /api/ps reports it (0: MLX's own default)."""
+        return self._settings.engine.mlx_cache_limit_bytes or 0
+
+    def lora_names(self) -> list[str]:
+        return sorted(self._parts.loras)
 
     @property
     def limits(self) -> Limits:
@@ -66,7 +83,9 @@ class TaskService:
 
     # -- life cycle --------------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, base_url: str = "") -> None:
+        """Recover from the last run and start the worker and the threads; `base_url` (http://host:port) is the
+        server's own address, for the image links of webhook calls."""
         recovery = self._store.recover_interrupted(
             self._settings.max_attempts, "the server stopped while this task was running, too many times"
         )
@@ -80,12 +99,18 @@ class TaskService:
         removed = self._parts.images.remove_orphans(kept)
         if removed:
             log.info("removed %d stray file(s) from the image directory", len(removed))
+        inputs = self._parts.inputs
+        stray = inputs.remove_orphans(t.id for t in self._store.with_inputs())
+        if stray:
+            log.info("removed the inputs of %d forgotten task(s)", len(stray))
         self._parts.supervisor.start()
         self._parts.housekeeper.start()
+        self._parts.webhooks.start(base_url)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Graceful: the running task is abandoned at its next step and will run again after a restart."""
         self._parts.housekeeper.stop()
+        self._parts.webhooks.stop()  # calls not made yet stay in the outbox, for the next start
         self._parts.scheduler.stop_dispatching()
         self._parts.supervisor.stop(timeout)
         self._parts.scheduler.requeue_running()
@@ -102,19 +127,22 @@ class TaskService:
         limits = self.limits
         if problem := rules.count_problem(len(requests), limits):
             raise InvalidRequest({"count": [problem]})
-        for request in requests:
-            if problems := rules.request_problems(request, limits):
-                raise InvalidRequest(problems)
-        info = self.info
-        news = [
-            NewTask(rules.to_params(r, limits, info), OutputSpec(r.format, r.quality), r.priority, info.name,
-                    caller.client)
-            for r in requests
-        ]  # fmt: skip
+        decoded: dict[tuple[bytes, ...], inputs.Decoded] = {}  # a batch of one image decodes it once
+        news: list[NewTask] = []
         try:
+            for request in requests:
+                new, files = self._new_task(request, caller, decoded)
+                if files:  # on disk before the task exists: the worker may take it the moment it is inserted
+                    self._check_input_room(sum(len(data) for data in files.values()))
+                    self._parts.inputs.write(new.task_id, files)
+                news.append(new)
             tasks = self._store.add_all(news, Capacity(limits.max_waiting, limits.max_waiting_per_client))
         except OverCapacity as over:
+            self._forget_inputs(news)
             raise self._queue_full(over, caller) from None
+        except BaseException:
+            self._forget_inputs(news)
+            raise
         for task in tasks:
             self._log_submitted(task)
         # Forecast first: once dispatched to an idle engine, the task would be counted twice, as the engine's
@@ -122,13 +150,109 @@ class TaskService:
         now = time.time()
         views = [self._waits.view(task, now) for task in tasks]
         self._parts.scheduler.dispatch()
-        self._parts.changes.changed(joined_end=not any(task.priority for task in tasks))
+        self._parts.changes.changed(joined_end=self._joined_end(tasks))
         return views
+
+    def _check_input_room(self, size: int) -> None:
+        """Waiting tasks' input images count towards --max-stored-mb; beyond it, new ones wait their turn."""
+        cap = self._settings.storage.max_stored_bytes
+        held = self._parts.inputs.stored_bytes()
+        if cap is not None and held + size > cap:
+            raise QueueFull(
+                f"The input images of waiting tasks take {held / 1e6:.1f} MB of the {cap / 1e6:g} MB this server "
+                "stores (--max-stored-mb); try again once some have run.",
+                retry_after_seconds=30,
+            )
+
+    def _forget_inputs(self, news: list[NewTask]) -> None:
+        for new in news:
+            if new.task_id is not None:
+                self._parts.inputs.delete(new.task_id)
+
+    def _new_task(
+        self, request: GenerationRequest, caller: Caller, decoded: dict[tuple[bytes, ...], inputs.Decoded]
+    ) -> tuple[NewTask, dict[str, bytes]]:
+        """The task to insert, and its input files (name → bytes), for a request that has no problems."""
+        model, variant = self._variant_for(request)
+        if problems := rules.request_problems(request, self.limits, model):
+            raise InvalidRequest(problems)
+        # Where a callback points is known only by resolving its host (checked again at every call).
+        if request.callback_url is not None and (problem := self._parts.webhooks.problem(request.callback_url)):
+            raise InvalidRequest({"callback_url": [problem]})
+        if error := self._parts.scheduler.load_error(variant.key):
+            raise EngineUnavailable(f"The model {variant.key} cannot be loaded: {error}")
+        limits, pictures = self.limits, None
+        if request.init_images or request.mask is not None:
+            key = (*request.init_images, request.mask.data if request.mask else b"")
+            if key not in decoded:
+                decoded[key] = inputs.decode_request(request, limits.max_input_bytes, limits.max_input_side)
+            pictures = decoded[key]
+        params = rules.to_params(request, limits, model, pictures.first_size if pictures else None)
+        files: dict[str, bytes] = {}
+        if pictures is not None:
+            prepared = inputs.prepare(request, pictures, params, model)
+            params, files = prepared.params, prepared.files
+        new = NewTask(params, OutputSpec(request.format, request.quality), request.priority, model.engine, variant,
+                      caller.client, request.callback_url, task_id=new_task_id() if files else None)  # fmt: skip
+        return new, files
+
+    def _joined_end(self, tasks: list[Task]) -> bool:
+        """True when the new tasks cannot change any other task's turn: normal tasks of the one variant all
+        waiting normal tasks need (so grouping by variant cannot put them ahead of anyone)."""
+        if any(task.priority for task in tasks):
+            return False
+        variants = {task.variant.key for task in tasks}
+        return len(variants) == 1 and self._store.waiting_variants(False) <= variants
+
+    def _variant_for(self, request: GenerationRequest) -> tuple[ModelInfo, Variant]:
+        """The model a request names (or the default), checked against what this server offers."""
+        default = self._parts.scheduler.default_variant
+        catalog = self._parts.catalog
+        name = request.model or default.model
+        model = catalog.find(name)
+        if model is None:
+            offered = ", ".join(m.name for m in catalog.offered_models())
+            raise InvalidRequest({"model": [f"Unknown model {name!r}; this server offers: {offered} (GET /api/ls)."]})
+        if model.name not in catalog.offered:
+            raise InvalidRequest({"model": [
+                f"The model {model.name} is not offered by this server. To offer it, start the server with "
+                f"--models {model.name} (and --allow-downloads, if its weights are not on the server yet)."
+            ]})  # fmt: skip
+        if not self._may_load(model, default):
+            raise InvalidRequest({"model": [
+                f"The weights of {model.name} ({model.repo}) are not on this server, and it does not download "
+                f"weights for a request. Download them once (`mflux-generate --model {model.name} --prompt x "
+                "--steps 1`), or start the server with --allow-downloads."
+            ]})  # fmt: skip
+        loras = self._loras(request)
+        if model.name == default.model and request.quantize in (None, default.quantize) and not request.loras:
+            return model, default
+        return model, Variant(model.name, request.quantize, loras)
+
+    def _may_load(self, model: ModelInfo, default: Variant) -> bool:
+        catalog = self._parts.catalog
+        return (
+            model.name in catalog.present
+            or model.name == default.model
+            or self._settings.engine.allow_downloads
+            or model.name in self._parts.scheduler.ever_loaded
+        )
+
+    def _loras(self, request: GenerationRequest) -> tuple[Lora, ...]:
+        library = self._parts.loras
+        found = []
+        for index, wanted in enumerate(request.loras):
+            path = library.get(wanted.name)
+            if path is None:
+                names = ", ".join(sorted(library)) or "none (the server has no LoRA library: --lora-dir)"
+                raise InvalidRequest({f"loras.{index}.name": [f"No LoRA named {wanted.name!r}; available: {names}."]})
+            found.append(Lora(wanted.name, str(path), wanted.scale))
+        return tuple(found)
 
     def _require_engine(self) -> None:
         state = self._parts.scheduler.state
-        if state.load_error is not None:
-            raise EngineUnavailable(state.load_error)
+        if state.engine_error is not None:
+            raise EngineUnavailable(state.engine_error)
         # A halted supervisor (the worker died while loading, twice) will never run anything: accepting work
         # then meant tasks that waited forever behind a 200.
         halted = self._parts.supervisor.halted_reason
@@ -150,10 +274,12 @@ class TaskService:
     def _log_submitted(self, task: Task) -> None:
         params = task.params
         shown = repr(params.prompt) if self._settings.log_prompts else f"{len(params.prompt)} chars"
+        pictures = params.input_pictures
+        inputs = f", {pictures} input image(s)" + (", masked" if params.masked else "") if pictures else ""
         log.info(
-            "task %s waiting: %dx%d, %d steps, %s%s, prompt %s",
-            task.id, params.width, params.height, params.steps, task.output.format.value,
-            ", priority" if task.priority else "", shown, extra={"task_id": task.id},
+            "task %s waiting: %s, %dx%d, %d steps, %s%s%s, prompt %s",
+            task.id, task.variant.key, params.width, params.height, params.steps, task.output.format.value,
+            ", priority" if task.priority else "", inputs, shown, extra={"task_id": task.id},
         )  # fmt: skip
 
     # -- looking up --------------------------------------------------------------------------------------
@@ -223,6 +349,8 @@ class TaskService:
 
     def _cancelled(self, tasks: list[Task]) -> None:
         for task in tasks:
+            if task.status is TaskStatus.WAITING:  # a running one's are the worker's until it lets go
+                self._parts.inputs.delete(task.id)
             if task.status is TaskStatus.RUNNING:
                 self._parts.table.request_cancel(task.id)
             if task.status in (TaskStatus.WAITING, TaskStatus.RUNNING):
@@ -270,26 +398,68 @@ class TaskService:
                 return tasks
             self.wait_for_change(version, wait)
 
+    # -- models ------------------------------------------------------------------------------------------
+
+    def models(self) -> list[ModelListing]:
+        """Every model of the engine's catalog, with what this server does with it now."""
+        parts = self._parts
+        return [listing(model, parts.catalog, parts.scheduler, parts.forecaster) for model in parts.catalog.models]
+
+    def find_model(self, name: str) -> ModelInfo | None:
+        """The offered model a name or alias means, or None."""
+        model = self._parts.catalog.find(name)
+        return model if model is not None and model.name in self._parts.catalog.offered else None
+
+    def load_model(self, name: str, quantize: int | None = None, timeout: float = 1800.0) -> Variant:
+        """Make a model the default for tasks that name none, and wait until it is loaded (as the original's
+        POST /api/load did); raises InvalidRequest for a model not offered, EngineUnavailable if it fails."""
+        model, variant = self._variant_for(GenerationRequest(prompt="-", model=name, quantize=quantize))
+        if problems := rules.request_problems(GenerationRequest(prompt="-", quantize=quantize), self.limits):
+            raise InvalidRequest(problems)
+        if problem := rules.default_model_problem(model):
+            raise InvalidRequest({"model": [problem]})
+        scheduler = self._parts.scheduler
+        scheduler.make_default(variant)
+        log.info("default model is now %s", variant.key)
+        deadline = time.monotonic() + timeout
+        while True:
+            version = self.change_version
+            if variant.key in scheduler.state.warm:
+                return variant
+            if error := scheduler.load_error(variant.key):
+                raise EngineUnavailable(f"The model {variant.key} cannot be loaded: {error}")
+            self._require_engine()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return variant  # still loading: the default has changed all the same
+            self.wait_for_change(version, min(left, 1.0))
+
     # -- health and metrics ------------------------------------------------------------------------------
 
     def health(self) -> Health:
-        """ok: the worker is alive and its engine loaded or loading; otherwise `error` says why not."""
+        """ok: the worker is alive and its engine works, and the default model is loaded or loading (not failed
+        to load); otherwise `error` says why not."""
         counts = self._store.count_by_status()
-        supervisor, state = self._parts.supervisor, self._parts.scheduler.state
-        error = state.load_error or supervisor.halted_reason
+        supervisor, scheduler = self._parts.supervisor, self._parts.scheduler
+        state, default = scheduler.state, scheduler.default_variant
+        error = state.engine_error or supervisor.halted_reason
+        if error is None and (load_error := scheduler.load_error(default.key)):
+            error = f"the default model {default.key} cannot be loaded: {load_error}"
         if error is None and not supervisor.alive:
             error = "the worker process is not running (it is being restarted, or the server is stopping)"
         return Health(
             ok=error is None,
             worker_alive=supervisor.alive,
             worker_pid=supervisor.pid,
-            model_loaded=state.ready,
-            engine=state.info.name,
-            model=state.info.model,
+            model_loaded=default.key in state.warm,
+            engine=self.engine,
+            model=default.key,
             error=error,
             worker_restarts=supervisor.restarts,
             waiting=counts.get("waiting", 0),
             running=counts.get("running", 0),
+            loaded=state.warm,
+            loading=state.loading[0] if state.loading else None,
         )
 
     def count_by_status(self) -> dict[str, int]:

@@ -8,6 +8,8 @@ from pathlib import Path
 from core.engines import EngineConfig
 from core.rules import Limits
 from taskqueue.housekeeping import StorageLimits
+from taskqueue.planner import Fairness
+from taskqueue.webhooks import WebhookSettings
 
 
 @dataclass(frozen=True)
@@ -16,7 +18,9 @@ class ServiceSettings:
     engine: EngineConfig = field(default_factory=EngineConfig)
     limits: Limits = field(default_factory=Limits)
     storage: StorageLimits = field(default_factory=StorageLimits)
+    fairness: Fairness = field(default_factory=Fairness)  # how far grouping by loaded model may reorder the queue
     housekeeping_interval: float = 60.0  # seconds between retention sweeps (the first runs at start)
     previews: bool = True
     max_attempts: int = 2  # runs of a task that keep killing the worker before it is failed
     log_prompts: bool = False
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)

@@ -2,12 +2,14 @@
 
 SQLite in WAL mode gives crash-safe transactions, readers that never wait for the writer, and one file that
 survives restarts. Each thread gets its own connection; writes that read-then-modify run in `BEGIN IMMEDIATE`
-so two threads cannot claim the same task.
+so two threads cannot claim the same task. Only this process writes (workers send messages), so a thread lock
+orders every write.
 """
 
 from __future__ import annotations
 
-import secrets
+import hashlib
+import json
 import sqlite3
 import threading
 import time
@@ -16,10 +18,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.tasks import GenerationParams, ImageFormat, OutputSpec, Task, TaskStatus
-from taskqueue.forecast import Observation, Workload
+from core.models import Lora, Variant
+from core.tasks import Composite, GenerationParams, ImageFormat, OutputSpec, Task, TaskStatus, new_task_id
+from taskqueue.forecast import Timing
+from taskqueue.planner import Queued
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -47,68 +51,95 @@ CREATE TABLE IF NOT EXISTS tasks (
     image_bytes     INTEGER,
     fetched_at      REAL
 );
+CREATE TABLE IF NOT EXISTS timings (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    key          TEXT NOT NULL,
+    kind         TEXT NOT NULL,  -- 'image' or 'load'
+    megapixels   REAL NOT NULL DEFAULT 0,
+    steps        INTEGER NOT NULL DEFAULT 0,
+    before_loop  REAL NOT NULL DEFAULT 0,
+    loop         REAL NOT NULL DEFAULT 0,
+    after_loop   REAL NOT NULL DEFAULT 0,
+    cached       INTEGER,
+    first        INTEGER NOT NULL DEFAULT 0,
+    seconds      REAL NOT NULL DEFAULT 0,
+    recorded_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS timings_by_key ON timings (kind, key, id);
+"""
+
+# Each entry brings a database from the version before it to its own; a new database runs them all.
+_MIGRATIONS = {
+    2: """
+ALTER TABLE tasks ADD COLUMN model TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN variant TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN variant_spec TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE tasks ADD COLUMN inputs TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE tasks ADD COLUMN prompt_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN steps_run INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN overtaken INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN overtaken_seconds REAL NOT NULL DEFAULT 0;
+DROP TRIGGER IF EXISTS waiting_inserted;
+DROP TRIGGER IF EXISTS waiting_entered;
+DROP TRIGGER IF EXISTS waiting_left;
+DROP TRIGGER IF EXISTS waiting_deleted;
+DROP INDEX IF EXISTS tasks_queue_work;
+DROP TABLE IF EXISTS waiting_totals;
+DROP TABLE IF EXISTS observations;
+ALTER TABLE tasks ADD COLUMN reference_pixels INTEGER NOT NULL DEFAULT 0;
+UPDATE tasks SET steps_run = steps;
+""",
+    # Webhooks: a task's callback, and the outbox of calls to make. The trigger writes a task's call in the very
+    # transaction that ends the task, whichever transition ends it (done, failed, cancelled, failed at recovery),
+    # so an ended task can never lack its call, nor a call its ended task. The call keeps what it reports: the
+    # task itself may be forgotten (retention) while the call is still being retried.
+    3: """
+ALTER TABLE tasks ADD COLUMN callback_url TEXT;
+CREATE TABLE IF NOT EXISTS webhook_outbox (
+    id           TEXT PRIMARY KEY,  -- the delivery id: the same on every attempt, for receivers to deduplicate
+    task_id      TEXT NOT NULL,
+    url          TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    error        TEXT,
+    model        TEXT NOT NULL,
+    seed         INTEGER NOT NULL,
+    width        INTEGER NOT NULL,
+    height       INTEGER NOT NULL,
+    steps        INTEGER NOT NULL,
+    submitted_at REAL NOT NULL,
+    started_at   REAL,
+    ended_at     REAL NOT NULL,
+    due_at       REAL NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT
+);
+CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (due_at);
+CREATE TRIGGER IF NOT EXISTS task_ended_webhook AFTER UPDATE OF status ON tasks
+WHEN NEW.callback_url IS NOT NULL AND NEW.status IN ('done', 'failed', 'cancelled')
+     AND OLD.status NOT IN ('done', 'failed', 'cancelled')
+BEGIN
+    INSERT INTO webhook_outbox (id, task_id, url, status, error, model, seed, width, height, steps, submitted_at,
+                                started_at, ended_at, due_at)
+    VALUES (lower(hex(randomblob(16))), NEW.id, NEW.callback_url, NEW.status, NEW.error, NEW.variant, NEW.seed,
+            NEW.width, NEW.height, NEW.steps, NEW.submitted_at, NEW.started_at,
+            COALESCE(NEW.ended_at, (julianday('now') - 2440587.5) * 86400.0),
+            COALESCE(NEW.ended_at, (julianday('now') - 2440587.5) * 86400.0));
+END;
+""",
+}
+
+_INDEXES = """
 CREATE INDEX IF NOT EXISTS tasks_queue_order ON tasks (priority DESC, seq) WHERE status = 'waiting';
 CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, seq);
 CREATE INDEX IF NOT EXISTS tasks_by_client ON tasks (client) WHERE status = 'waiting';
--- Covers what the work ahead of a waiting task is summed from, so those sums never read whole rows.
-CREATE INDEX IF NOT EXISTS tasks_queue_work ON tasks (priority, seq, width, height, steps) WHERE status = 'waiting';
--- The waiting tasks' workload per priority class, kept by the triggers below in the same transactions as the
--- tasks themselves: how many wait, and what a new task queues behind, without summing 10,000 rows.
-CREATE TABLE IF NOT EXISTS waiting_totals (
-    priority           INTEGER PRIMARY KEY,
-    tasks              REAL NOT NULL DEFAULT 0,
-    megapixels         REAL NOT NULL DEFAULT 0,
-    steps              REAL NOT NULL DEFAULT 0,
-    step_megapixels    REAL NOT NULL DEFAULT 0,
-    step_megapixels_sq REAL NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS observations (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    engine      TEXT NOT NULL,
-    megapixels  REAL NOT NULL,
-    steps       INTEGER NOT NULL,
-    seconds     REAL NOT NULL,
-    recorded_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS observations_by_engine ON observations (engine, id);
+CREATE INDEX IF NOT EXISTS tasks_waiting_variants ON tasks (priority, variant) WHERE status = 'waiting';
 """
 
-# The features of the cost model, summed in SQL over any set of tasks (see forecast.Workload).
-_WORKLOAD_SUMS = """
-    COUNT(*),
-    COALESCE(SUM(width * height / 1048576.0), 0),
-    COALESCE(SUM(steps), 0),
-    COALESCE(SUM(steps * width * height / 1048576.0), 0),
-    COALESCE(SUM(steps * (width * height / 1048576.0) * (width * height / 1048576.0)), 0)
-"""
-
-# Queue order: priority tasks first, then first come, first served. Listings show running tasks first, then
-# the queue, then finished ones; each group is read in index order, so a page deep in a long queue is cheap.
+# Listings show running tasks first, then the queue, then finished ones; each group is read in index order, so a
+# page deep in a long queue is cheap.
 _LISTED_GROUPS = (("running",), ("waiting",), ("done", "failed", "cancelled"))
-_PRIORITIES = (0, 1)
-_TOTALS = "tasks, megapixels, steps, step_megapixels, step_megapixels_sq"
-
-
-def _totals_trigger(name: str, event: str, when: str, row: str, sign: str) -> str:
-    """A trigger adding (sign "+") or removing ("-") one task's workload to its class in waiting_totals."""
-    mp = f"({row}.width * {row}.height / 1048576.0)"
-    return f"""
-CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON tasks WHEN {when} BEGIN
-    UPDATE waiting_totals SET tasks = tasks {sign} 1, megapixels = megapixels {sign} {mp},
-        steps = steps {sign} {row}.steps, step_megapixels = step_megapixels {sign} {row}.steps * {mp},
-        step_megapixels_sq = step_megapixels_sq {sign} {row}.steps * {mp} * {mp}
-    WHERE priority = {row}.priority;
-END;"""
-
-
-_ENTERED = "NEW.status = 'waiting' AND OLD.status != 'waiting'"
-_LEFT = "OLD.status = 'waiting' AND NEW.status != 'waiting'"
-_TOTALS_TRIGGERS = "".join([
-    _totals_trigger("waiting_inserted", "INSERT", "NEW.status = 'waiting'", "NEW", "+"),
-    _totals_trigger("waiting_entered", "UPDATE OF status", _ENTERED, "NEW", "+"),
-    _totals_trigger("waiting_left", "UPDATE OF status", _LEFT, "OLD", "-"),
-    _totals_trigger("waiting_deleted", "DELETE", "OLD.status = 'waiting'", "OLD", "-"),
-])  # fmt: skip
+_QUEUE_COLUMNS = "id, seq, priority, variant, model, variant_spec, width, height, reference_pixels, steps_run, " \
+                 "prompt_key, overtaken, overtaken_seconds, attempts"  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -117,7 +148,10 @@ class NewTask:
     output: OutputSpec
     priority: bool
     engine: str
+    variant: Variant
     client: str = ""
+    callback_url: str | None = None  # checked already: see TaskService.submit_all
+    task_id: str | None = None  # chosen beforehand when files are written for it first (its input images)
 
 
 @dataclass(frozen=True)
@@ -136,6 +170,28 @@ class Capacity:
     waiting_per_client: int
 
 
+@dataclass(frozen=True)
+class WebhookCall:
+    """A webhook call still to make: the task's outcome as it ended, where to send it, how it has gone so far."""
+
+    id: str  # the delivery id, the same on every attempt
+    task_id: str
+    url: str
+    status: TaskStatus
+    error: str | None
+    model: str  # the variant's key, as /api/status names it
+    seed: int
+    width: int
+    height: int
+    steps: int
+    submitted_at: float
+    started_at: float | None
+    ended_at: float
+    due_at: float  # when the next attempt may start
+    attempts: int  # attempts made and failed
+    last_error: str | None = None
+
+
 class OverCapacity(Exception):
     def __init__(self, scope: str, limit: int) -> None:
         super().__init__(f"{scope}: {limit}")
@@ -143,17 +199,10 @@ class OverCapacity(Exception):
         self.limit = limit
 
 
-def _check_capacity(db: sqlite3.Connection, capacity: Capacity, news: Sequence[NewTask]) -> None:
-    if round(_totals(db, "1").tasks) + len(news) > capacity.waiting:
-        raise OverCapacity("queue", capacity.waiting)
-    clients: dict[str, int] = {}
-    for new in news:
-        if new.client:
-            clients[new.client] = clients.get(new.client, 0) + 1
-    for client, adding in clients.items():
-        sql = "SELECT COUNT(*) FROM tasks WHERE status = 'waiting' AND client = ?"
-        if db.execute(sql, (client,)).fetchone()[0] + adding > capacity.waiting_per_client:
-            raise OverCapacity("client", capacity.waiting_per_client)
+def prompt_key(params: GenerationParams) -> str:
+    """Equal for the prompts a model's prompt cache would find (prompt and negative prompt)."""
+    text = f"{params.prompt}\x1f{params.negative_prompt or ''}"
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 class TaskStore:
@@ -162,25 +211,24 @@ class TaskStore:
         self._clock = clock
         self._local = threading.local()
         # Writers queue here rather than in SQLite: a writer that finds the database locked sleeps in SQLite's
-        # busy handler (1, 2, 5, 10 ms and more), which made concurrent submissions take tens of ms. Only this
-        # process writes (the worker sends messages), so a thread lock orders every write.
+        # busy handler (1, 2, 5, 10 ms and more), which made concurrent submissions take tens of ms.
         self._write_lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = self._connection()
-        db.executescript(_SCHEMA + _TOTALS_TRIGGERS)  # executescript manages its own transaction
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        self._recount_waiting()
+        self._migrate(self._connection())
 
-    def _recount_waiting(self) -> None:
-        """Rebuild waiting_totals from the tasks: for databases from before it existed, and against drift."""
-        with self._write() as db:
-            db.execute("DELETE FROM waiting_totals")
-            for priority in _PRIORITIES:
-                db.execute(
-                    f"INSERT INTO waiting_totals (priority, {_TOTALS}) "
-                    f"SELECT ?, {_WORKLOAD_SUMS} FROM tasks WHERE status = 'waiting' AND priority = ?",
-                    (priority, priority),
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        db.executescript(_SCHEMA)  # executescript manages its own transaction
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        for target in sorted(_MIGRATIONS):
+            if version < target:
+                columns = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+                script = "\n".join(
+                    line
+                    for line in _MIGRATIONS[target].strip().splitlines()
+                    if not (line.startswith("ALTER TABLE tasks ADD COLUMN") and line.split()[5] in columns)
                 )
+                db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {target};\nCOMMIT;")
+        db.executescript(_INDEXES)
 
     # -- connections -------------------------------------------------------------------------------------
 
@@ -242,19 +290,26 @@ class TaskStore:
 
     def _insert(self, db: sqlite3.Connection, new: NewTask) -> str:
         p = new.params
+        inputs = _inputs_json(p)
         while True:
-            task_id = secrets.token_hex(8)
+            task_id = new.task_id or new_task_id()
             try:
                 db.execute(
-                    """INSERT INTO tasks (id, status, priority, prompt, negative_prompt, seed, width, height,
-                           steps, guidance, format, quality, engine, client, submitted_at)
-                       VALUES (?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (task_id, int(new.priority), p.prompt, p.negative_prompt, p.seed, p.width, p.height,
-                     p.steps, p.guidance, new.output.format.value, new.output.quality, new.engine,
-                     new.client, self._clock()),
+                    """INSERT INTO tasks (id, status, priority, prompt, negative_prompt, seed, width, height, steps,
+                           guidance, format, quality, engine, client, submitted_at, model, variant, variant_spec,
+                           inputs, prompt_key, steps_run, callback_url, reference_pixels)
+                       VALUES (?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (task_id, int(new.priority), p.prompt, p.negative_prompt, p.seed, p.width, p.height, p.steps,
+                     p.guidance, new.output.format.value, new.output.quality, new.engine, new.client, self._clock(),
+                     new.variant.model, new.variant.key, _variant_json(new.variant), inputs,
+                     prompt_key(p), p.steps_run, new.callback_url, p.reference_pixels),
                 )  # fmt: skip
                 return task_id
-            except sqlite3.IntegrityError:  # 64 random bits collided: draw again
+            except sqlite3.IntegrityError as error:
+                # 64 random bits collided: draw again. Any other constraint (or a chosen id) is a bug to raise:
+                # retrying it would hold the write lock forever.
+                if new.task_id is not None or "tasks.id" not in str(error):
+                    raise
                 continue
 
     def get(self, task_id: str) -> Task | None:
@@ -265,43 +320,40 @@ class TaskStore:
         rows = self._read().execute("SELECT * FROM tasks WHERE status = 'running' ORDER BY seq").fetchall()
         return [_task(r) for r in rows]
 
-    def ahead_of(self, task: Task) -> Workload:
-        """The waiting tasks that will run before `task`, summed as a workload.
-
-        Higher priority classes come whole from waiting_totals. Within the task's own class only the shorter
-        side is summed from the index: the tasks ahead of it, or those behind it subtracted from the class's
-        total; so a new task, always last, costs nothing however long the queue is.
-        """
-        with self._snapshot() as db:
-            return self._ahead_of(db, int(task.priority), task.seq)
-
-    @staticmethod
-    def _ahead_of(db: sqlite3.Connection, priority: int, seq: int) -> Workload:
-        above = _totals(db, "priority > ?", priority)
-        # Two subqueries: SQLite finds a MIN or a MAX alone from the index, but scans for both at once.
-        class_seq = "FROM tasks WHERE status = 'waiting' AND priority = :priority"
-        first, last = db.execute(
-            f"SELECT (SELECT MIN(seq) {class_seq}), (SELECT MAX(seq) {class_seq})", {"priority": priority}
-        ).fetchone()
-        in_class = f"SELECT {_WORKLOAD_SUMS} FROM tasks WHERE status = 'waiting' AND priority = ? AND seq"
-        if first is None or seq - first <= last - seq:
-            return above + Workload(*db.execute(f"{in_class} < ?", (priority, seq)).fetchone())
-        behind = Workload(*db.execute(f"{in_class} >= ?", (priority, seq)).fetchone())
-        return above + _clamped(_totals(db, "priority = ?", priority) - behind)
-
-    def waiting_workload(self, priority: bool) -> Workload:
-        """What a new task with this priority would queue behind: every waiting task it cannot overtake."""
-        return _totals(self._read(), "priority >= ?", int(priority))
-
     def count_waiting(self, client: str | None = None) -> int:
         if client is None:
-            return round(_totals(self._read(), "1").tasks)
+            return self._read().execute("SELECT COUNT(*) FROM tasks WHERE status = 'waiting'").fetchone()[0]
         sql, args = "SELECT COUNT(*) FROM tasks WHERE status = 'waiting' AND client = ?", (client,)
         return self._read().execute(sql, args).fetchone()[0]
 
     def count_by_status(self) -> dict[str, int]:
         rows = self._read().execute("SELECT status, COUNT(*) FROM tasks GROUP BY status").fetchall()
         return {status.value: 0 for status in TaskStatus} | {r[0]: r[1] for r in rows}
+
+    def waiting_variants(self, priority: bool) -> set[str]:
+        """The variants waiting tasks of one priority class need."""
+        sql = "SELECT DISTINCT variant FROM tasks WHERE status = 'waiting' AND priority = ?"
+        return {row[0] for row in self._read().execute(sql, (int(priority),))}
+
+    def queue(self, after_seq: int | None = None) -> Iterator[Queued]:
+        """The waiting tasks in queue order (priority first, then first come), as the planner sees them; read
+        lazily, so a caller that stops early reads only what it used. With `after_seq`: only normal tasks
+        submitted after that one (those that joined the end of the queue since)."""
+        db = self._read()
+        if after_seq is not None:
+            cursor = db.execute(
+                f"SELECT {_QUEUE_COLUMNS} FROM tasks INDEXED BY tasks_queue_order "
+                "WHERE status = 'waiting' AND priority = 0 AND seq > ? ORDER BY priority DESC, seq",
+                (after_seq,),
+            )
+        else:
+            # The queue's own index, named: left to itself SQLite may sort every waiting task to find the first.
+            cursor = db.execute(
+                f"SELECT {_QUEUE_COLUMNS} FROM tasks INDEXED BY tasks_queue_order WHERE status = 'waiting' "
+                "ORDER BY priority DESC, seq"
+            )
+        while rows := cursor.fetchmany(256):
+            yield from (_queued(row) for row in rows)
 
     def listed(self, statuses: Sequence[TaskStatus], limit: int, offset: int) -> tuple[list[Task], int]:
         """Tasks in the given states, running first, then in queue order, then finished ones; and their total.
@@ -327,12 +379,8 @@ class TaskStore:
             where = f"status = {literal}" if len(chosen) == 1 else f"status IN ({literal})"
             if "done" in chosen:
                 where += " AND NOT (status = 'done' AND fetched_at IS NOT NULL)"
-            if chosen == ["waiting"]:
-                count = round(_totals(db, "1").tasks)
-            else:
-                count = db.execute(f"SELECT COUNT(*) FROM tasks WHERE {where}").fetchone()[0]
+            count = db.execute(f"SELECT COUNT(*) FROM tasks WHERE {where}").fetchone()[0]
             if offset < count and len(tasks) < limit:
-                # The queue's own index, named: left to itself SQLite may sort all waiting tasks for one page.
                 index = "INDEXED BY tasks_queue_order" if chosen == ["waiting"] else ""
                 rows = db.execute(
                     f"SELECT * FROM tasks {index} WHERE {where} ORDER BY priority DESC, seq LIMIT ? OFFSET ?",
@@ -345,22 +393,29 @@ class TaskStore:
 
     # -- state changes -----------------------------------------------------------------------------------
 
-    def claim_next(self) -> Task | None:
-        """Move the first waiting task to running and hand it out (None when the queue is empty)."""
+    def claim(self, task_id: str, overtaken: Sequence[str] = (), overtaken_seconds: float = 0.0) -> Task | None:
+        """Move a waiting task to running and hand it out (None if it is no longer waiting); the tasks it goes
+        ahead of each count one more overtaking and `overtaken_seconds` more of others' work."""
         with self._write() as db:
-            # INDEXED BY: without it SQLite may sort every waiting task to find the first (ms at 10,000).
-            row = db.execute(
-                "SELECT seq FROM tasks INDEXED BY tasks_queue_order WHERE status = 'waiting' "
-                "ORDER BY priority DESC, seq LIMIT 1"
-            ).fetchone()
-            if row is None:
-                return None
-            db.execute(
+            cursor = db.execute(
                 "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = NULL, "
-                "rendered_at = NULL WHERE seq = ?",
-                (row[0],),
+                "rendered_at = NULL WHERE id = ? AND status = 'waiting'",
+                (task_id,),
             )
-            return _task(db.execute("SELECT * FROM tasks WHERE seq = ?", (row[0],)).fetchone())
+            if cursor.rowcount != 1:
+                return None
+            for other in overtaken:
+                db.execute(
+                    "UPDATE tasks SET overtaken = overtaken + 1, overtaken_seconds = overtaken_seconds + ? "
+                    "WHERE id = ? AND status = 'waiting'",
+                    (overtaken_seconds, other),
+                )
+            return _task(db.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone())
+
+    def claim_next(self) -> Task | None:
+        """Move the first waiting task to running (None when the queue is empty)."""
+        first = next(self.queue(), None)
+        return self.claim(first.id) if first is not None else None
 
     def mark_started(self, task_id: str, at: float) -> None:
         self._update_running(task_id, "started_at = ?", (at,))
@@ -381,6 +436,16 @@ class TaskStore:
                 f"UPDATE tasks SET {assignments} WHERE id = ? AND status = 'running'", (*values, task_id)
             )
             return cursor.rowcount == 1
+
+    def fail_waiting(self, variant: str, error: str) -> list[str]:
+        """Fail every waiting task that needs `variant` (it cannot be loaded); returns their ids."""
+        with self._write() as db:
+            rows = db.execute("SELECT id FROM tasks WHERE status = 'waiting' AND variant = ?", (variant,)).fetchall()
+            db.execute(
+                "UPDATE tasks SET status = 'failed', ended_at = ?, error = ? WHERE status = 'waiting' AND variant = ?",
+                (self._clock(), error, variant),
+            )
+        return [row[0] for row in rows]
 
     def cancel(self, task_id: str) -> Task | None:
         """Cancel a waiting or running task; returns the task as it was before (None if unknown)."""
@@ -443,6 +508,15 @@ class TaskStore:
                     requeued.append(row["id"])
         return Recovery(tuple(requeued), tuple(failed))
 
+    def adopt_unassigned(self, variant: Variant) -> int:
+        """Tasks from before models were chosen per task ran the one model the server had: give them `variant`."""
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE tasks SET model = ?, variant = ?, variant_spec = ? WHERE model = ''",
+                (variant.model, variant.key, _variant_json(variant)),
+            )
+            return cursor.rowcount
+
     def expire(self, finished_before: float) -> list[Task]:
         """Forget finished tasks that ended before the given time; returns them (their images must go too)."""
         with self._write() as db:
@@ -476,6 +550,11 @@ class TaskStore:
         )
         return row[0], row[1]
 
+    def with_inputs(self) -> list[Task]:
+        """Every task that has input images (their folders must stay)."""
+        rows = self._read().execute("SELECT * FROM tasks WHERE inputs != '{}'").fetchall()
+        return [_task(r) for r in rows]
+
     def unfetched_images(self) -> list[Task]:
         """Done tasks whose image is still on disk, oldest first."""
         rows = (
@@ -485,31 +564,83 @@ class TaskStore:
         )
         return [_task(r) for r in rows]
 
-    # -- forecast history --------------------------------------------------------------------------------
+    # -- what the forecaster learned ---------------------------------------------------------------------
 
-    def add_observation(self, engine: str, observation: Observation) -> None:
+    def add_timing(self, timing: Timing) -> None:
         with self._write() as db:
             db.execute(
-                "INSERT INTO observations (engine, megapixels, steps, seconds, recorded_at) VALUES (?, ?, ?, ?, ?)",
-                (engine, observation.megapixels, observation.steps, observation.seconds, self._clock()),
-            )
-            # Keep a bounded history: the forecaster only learns from the newest ones.
-            db.execute(
-                "DELETE FROM observations WHERE engine = ? AND id <= "
-                "(SELECT id FROM observations WHERE engine = ? ORDER BY id DESC LIMIT 1 OFFSET 1000)",
-                (engine, engine),
-            )
+                "INSERT INTO timings (key, kind, megapixels, steps, before_loop, loop, after_loop, cached, first, "
+                "recorded_at) VALUES (?, 'image', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (timing.key, timing.megapixels, timing.steps, timing.before_loop, timing.loop, timing.after_loop,
+                 None if timing.prompt_cached is None else int(timing.prompt_cached), int(timing.first_after_load),
+                 self._clock()),
+            )  # fmt: skip
+            self._trim(db, "image", timing.key)
 
-    def observations(self, engine: str, limit: int) -> list[Observation]:
+    def add_load(self, key: str, seconds: float) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO timings (key, kind, seconds, recorded_at) VALUES (?, 'load', ?, ?)",
+                (key, seconds, self._clock()),
+            )
+            self._trim(db, "load", key)
+
+    @staticmethod
+    def _trim(db: sqlite3.Connection, kind: str, key: str) -> None:
+        # Keep a bounded history: the forecaster only learns from the newest ones.
+        db.execute(
+            "DELETE FROM timings WHERE kind = ? AND key = ? AND id <= "
+            "(SELECT id FROM timings WHERE kind = ? AND key = ? ORDER BY id DESC LIMIT 1 OFFSET 500)",
+            (kind, key, kind, key),
+        )
+
+    def timings(self, limit: int) -> list[Timing]:
+        """The newest image timings of every model, oldest first."""
         rows = (
             self._read()
             .execute(
-                "SELECT megapixels, steps, seconds FROM observations WHERE engine = ? ORDER BY id DESC LIMIT ?",
-                (engine, limit),
+                "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY key ORDER BY id DESC) AS age "
+                "FROM timings WHERE kind = 'image') WHERE age <= ? ORDER BY id",
+                (limit,),
             )
             .fetchall()
         )
-        return [Observation(r[0], r[1], r[2]) for r in reversed(rows)]
+        return [
+            Timing(r["key"], r["megapixels"], r["steps"], r["before_loop"], r["loop"], r["after_loop"],
+                   None if r["cached"] is None else bool(r["cached"]), bool(r["first"]))
+            for r in rows
+        ]  # fmt: skip
+
+    def loads(self) -> dict[str, float]:
+        """Each model's load time, smoothed over its recorded loads (oldest first)."""
+        found: dict[str, float] = {}
+        for row in self._read().execute("SELECT key, seconds FROM timings WHERE kind = 'load' ORDER BY id"):
+            old = found.get(row[0])
+            found[row[0]] = row[1] if old is None else old + 0.5 * (row[1] - old)
+        return found
+
+    # -- the webhook outbox (its rows are written by the trigger task_ended_webhook) -----------------------
+
+    def webhook_calls(self, limit: int) -> list[WebhookCall]:
+        """The pending webhook calls, the soonest due first (due or not: the caller waits for the first)."""
+        rows = self._read().execute("SELECT * FROM webhook_outbox ORDER BY due_at, id LIMIT ?", (limit,)).fetchall()
+        return [_webhook_call(row) for row in rows]
+
+    def count_webhook_calls(self) -> int:
+        return self._read().execute("SELECT COUNT(*) FROM webhook_outbox").fetchone()[0]
+
+    def webhook_retry(self, call_id: str, due_at: float, error: str) -> None:
+        """One more attempt failed; the next may start at `due_at`."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE webhook_outbox SET attempts = attempts + 1, due_at = ?, last_error = ? WHERE id = ?",
+                (due_at, error, call_id),
+            )
+
+    def webhook_done(self, call_id: str) -> None:
+        """Delivered, or given up: either way the call is not made again."""
+        with self._write() as db:
+            db.execute("DELETE FROM webhook_outbox WHERE id = ?", (call_id,))
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -518,18 +649,66 @@ class TaskStore:
             self._local.db = None
 
 
-def _totals(db: sqlite3.Connection, where: str, *args: object) -> Workload:
-    """The waiting tasks' workload summed over the priority classes matching `where`."""
-    sums = ", ".join(f"COALESCE(SUM({column}), 0)" for column in _TOTALS.split(", "))
-    return _clamped(Workload(*db.execute(f"SELECT {sums} FROM waiting_totals WHERE {where}", args).fetchone()))
+def _check_capacity(db: sqlite3.Connection, capacity: Capacity, news: Sequence[NewTask]) -> None:
+    if db.execute("SELECT COUNT(*) FROM tasks WHERE status = 'waiting'").fetchone()[0] + len(news) > capacity.waiting:
+        raise OverCapacity("queue", capacity.waiting)
+    clients: dict[str, int] = {}
+    for new in news:
+        if new.client:
+            clients[new.client] = clients.get(new.client, 0) + 1
+    for client, adding in clients.items():
+        sql = "SELECT COUNT(*) FROM tasks WHERE status = 'waiting' AND client = ?"
+        if db.execute(sql, (client,)).fetchone()[0] + adding > capacity.waiting_per_client:
+            raise OverCapacity("client", capacity.waiting_per_client)
 
 
-def _clamped(work: Workload) -> Workload:
-    """Running totals of floats can drift a hair below zero once a class empties; a workload cannot."""
-    return Workload(*(max(value, 0.0) for value in work.vector()))
+def _variant_json(variant: Variant) -> str:
+    return json.dumps({
+        "model": variant.model,
+        "quantize": variant.quantize,
+        "path": variant.path,
+        "loras": [{"name": lora.name, "path": lora.path, "scale": lora.scale} for lora in variant.loras],
+    })  # fmt: skip
+
+
+def _variant(text: str, model: str) -> Variant:
+    spec = json.loads(text or "{}")
+    loras = tuple(Lora(item["name"], item["path"], item["scale"]) for item in spec.get("loras", ()))
+    return Variant(spec.get("model") or model, spec.get("quantize"), loras, spec.get("path"))
+
+
+def _queued(row: sqlite3.Row) -> Queued:
+    variant = _variant(row["variant_spec"], row["model"])
+    return Queued(
+        id=row["id"],
+        seq=row["seq"],
+        priority=bool(row["priority"]),
+        variant=row["variant"],
+        cost_key=variant.cost_key,
+        megapixels=(row["width"] * row["height"] + row["reference_pixels"]) / 1048576,  # what a step works on
+        steps=row["steps_run"],
+        prompt_key=row["prompt_key"],
+        overtaken=row["overtaken"],
+        overtaken_seconds=row["overtaken_seconds"],
+        attempts=row["attempts"],
+    )
+
+
+def _webhook_call(row: sqlite3.Row) -> WebhookCall:
+    return WebhookCall(**(dict(row) | {"status": TaskStatus(row["status"])}))
+
+
+def _inputs_json(p: GenerationParams) -> str:
+    """The input files a task's parameters name (in its folder of inputs, taskqueue/inputs.py), as stored."""
+    if not p.input_names:
+        return "{}"
+    composite = p.composite.as_json() if p.composite else None
+    return json.dumps({"init_image": p.init_image, "image_strength": p.image_strength,
+                       "references": list(p.references), "mask": p.mask, "composite": composite})  # fmt: skip
 
 
 def _task(row: sqlite3.Row) -> Task:
+    inputs = json.loads(row["inputs"] or "{}")
     return Task(
         id=row["id"],
         seq=row["seq"],
@@ -543,11 +722,18 @@ def _task(row: sqlite3.Row) -> Task:
             steps=row["steps"],
             guidance=row["guidance"],
             negative_prompt=row["negative_prompt"],
+            init_image=inputs.get("init_image"),
+            image_strength=inputs.get("image_strength"),
+            references=tuple(inputs.get("references") or ()),
+            mask=inputs.get("mask"),
+            reference_pixels=row["reference_pixels"],
+            composite=Composite.from_json(inputs.get("composite")),
         ),
         output=OutputSpec(format=ImageFormat(row["format"]), quality=row["quality"]),
         engine=row["engine"],
         client=row["client"],
         submitted_at=row["submitted_at"],
+        variant=_variant(row["variant_spec"], row["model"]),
         started_at=row["started_at"],
         rendered_at=row["rendered_at"],
         ended_at=row["ended_at"],

@@ -1,8 +1,15 @@
-"""How long each task will wait: the store's queue, the forecaster's cost model and the engine's live progress,
-composed into `TaskView`s. The one place that turns "what is queued" into "when will it be ready"."""
+"""How long each task will wait: the planner's plan of the queue, the forecaster's costs and the worker's live
+progress, composed into `TaskView`s. The one place that turns "what is queued" into "when will it be ready".
+
+A plan is made per version of the change feed (any change that could move a task bumps it) and kept: polling an
+unchanged queue costs no query and no planning. Its times are offsets from the moment the worker is free, so
+they stay right while the running task's live progress moves that moment; a task joining the end of the queue
+is added to the plan's end without planning again (it cannot change anyone's turn).
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -10,11 +17,12 @@ from core.errors import TaskNotFound
 from core.progress import LiveProgress
 from core.tasks import Task, TaskStatus, is_task_id
 from taskqueue.changes import ChangeFeed
-from taskqueue.forecast import Forecaster, Workload, remaining_seconds
-from taskqueue.scheduler import EngineState
+from taskqueue.forecast import Forecaster, remaining_seconds
+from taskqueue.planner import Costs, Fairness, Lane, Plan, Queued, extend, plan
+from taskqueue.scheduler import WorkerState
 from taskqueue.store import TaskStore
 
-MEMO_SIZE = 10_000  # most tasks' status answers memoized per version of the change feed
+MEMO_SIZE = 10_000  # most tasks memoized per version of the change feed
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,20 @@ class TaskView:
     wait_remaining: float  # seconds until its image is ready
     progress: Progress | None
     previews: int = 0  # how many previews the running task has had so far
+    loading: str | None = None  # the variant being loaded for it (running), or to be loaded before it (waiting)
+
+
+class ForecastCosts(Costs):
+    """The planner's view of the forecaster."""
+
+    def __init__(self, forecaster: Forecaster) -> None:
+        self._forecaster = forecaster
+
+    def task_seconds(self, task: Queued, cached: bool, first_after_load: bool) -> float:
+        return self._forecaster.task_seconds(task.cost_key, task.megapixels, task.steps, cached, first_after_load)
+
+    def load_seconds(self, variant: str, cost_key: str) -> float:
+        return self._forecaster.load_seconds(cost_key)
 
 
 class WaitTimes:
@@ -41,104 +63,158 @@ class WaitTimes:
         store: TaskStore,
         forecaster: Forecaster,
         changes: ChangeFeed,
-        engine: Callable[[], EngineState],
+        worker: Callable[[], WorkerState],
         live: Callable[[], LiveProgress | None],
+        fairness: Fairness,
+        max_loaded: int,
     ) -> None:
         self._store = store
         self._forecaster = forecaster
+        self._costs = ForecastCosts(forecaster)
         self._changes = changes
-        self._engine = engine
+        self._worker = worker
         self._live = live
-        self._memo = _StoreMemo(-1)
+        self._fairness = fairness
+        self._max_loaded = max_loaded
+        self._memo = _Memo(-1)
+        self._plan_lock = threading.Lock()
+
+    # -- answers -----------------------------------------------------------------------------------------
 
     def status(self, task_id: str, now: float) -> TaskView:
-        """What every waiting client polls, many times a second: answered from a memo of what the store held at
-        the current version of the change feed, so polling an unchanged queue costs no query."""
+        """What every waiting client polls, many times a second: answered from a memo of the store and a plan,
+        both kept per version of the change feed."""
+        memo = self._current_memo()
+        task = memo.tasks.get(task_id)
+        if task is None:
+            task = self._store.get(task_id) if is_task_id(task_id) else None
+            if task is None:
+                raise TaskNotFound(task_id)
+            memo.remember(task)
+        return self.view(task, now, memo)
+
+    def view(self, task: Task, now: float, memo: _Memo | None = None) -> TaskView:
+        if task.status is TaskStatus.WAITING:
+            return self._waiting_view(task, now, memo or self._current_memo())
+        return self.settled_view(task, now)
+
+    def views(self, tasks: list[Task], now: float) -> list[TaskView]:
+        memo = self._current_memo()
+        return [self.view(task, now, memo) for task in tasks]
+
+    def engine_remaining(self, now: float) -> float:
+        """Seconds until the worker can start another task (the one it holds, and its load)."""
+        task = self._worker().task  # every status poll of a waiting task comes here: no store read
+        if task is None:
+            return self._loading_left(None, now)
+        encode = self._forecaster.encode.seconds(task.output.format.value, task.params.megapixels)
+        # Rendered but not yet released by the scheduler: its encoding is under way, the engine already free.
+        return max(self.settled_view(task, now).wait_remaining - encode, 0.0)
+
+    # -- waiting tasks -----------------------------------------------------------------------------------
+
+    def _waiting_view(self, task: Task, now: float, memo: _Memo) -> TaskView:
+        planned = self._plan(memo).get(task.id)
+        if planned is None:  # it joined the end of the queue after the plan was made
+            with self._plan_lock:
+                joined = list(self._store.queue(after_seq=memo.max_seq))
+                if extend(memo.plan, joined, self._costs):
+                    memo.max_seq = max((q.seq for q in joined), default=memo.max_seq)
+                else:  # one of them may go ahead of others (grouping by model): the plan changes
+                    memo.plan = None
+            planned = memo.plan.get(task.id) if memo.plan is not None else None
+        if planned is None:  # not waiting any more, or a plan that missed it: plan again
+            memo.plan = None
+            planned = self._plan(memo).get(task.id)
+        encode = self._forecaster.encode.seconds(task.output.format.value, task.params.megapixels)
+        busy = self._worker().task is not None
+        if planned is None:
+            return TaskView(task, 0, int(busy), self.engine_remaining(now) + encode, None)
+        wait = self.engine_remaining(now) + planned.end + encode
+        loading = task.variant.key if planned.switch else None
+        return TaskView(task, planned.position, planned.position + busy, wait, None, loading=loading)
+
+    def _plan(self, memo: _Memo) -> Plan:
+        if memo.plan is None:
+            with self._plan_lock:
+                if memo.plan is None:
+                    worker = self._worker()
+                    warm, fresh = worker.warm, worker.fresh
+                    if worker.loading:  # a load under way is as good as done for the plan; one ahead of a task
+                        warm += (worker.loading[0],)  # leaves its first image to warm up
+                        if worker.task is None or worker.task.variant.key != worker.loading[0]:
+                            fresh |= {worker.loading[0]}
+                    lane = Lane(
+                        worker.name,
+                        warm,
+                        self._max_loaded,
+                        busy=worker.task is not None,
+                        prompts=worker.prompts,
+                        fresh=fresh,
+                    )
+                    queue = list(self._store.queue())
+                    memo.max_seq = max((q.seq for q in queue if not q.priority), default=0)
+                    memo.plan = plan(queue, [lane], self._costs, self._fairness)
+        return memo.plan
+
+    # -- running and finished tasks ----------------------------------------------------------------------
+
+    def settled_view(self, task: Task, now: float) -> TaskView:
+        """A task that is on the engine (or being loaded for), being encoded, or finished."""
+        if task.status is not TaskStatus.RUNNING:
+            return TaskView(task, None, 0, 0.0, None)
+        params = task.params
+        encode = self._forecaster.encode.seconds(task.output.format.value, params.megapixels)
+        live = self._live()
+        live = live if live is not None and live.task_id == task.id else None
+        worker = self._worker()
+        engine_task = worker.task
+        # The scheduler lets go of a rendered task before the store records it (and a memoized task may predate
+        # that record): a started task the engine no longer holds is rendered, not back at step 0.
+        released = task.started_at is not None and (engine_task is None or engine_task.id != task.id)
+        rendered_at = task.rendered_at or (live.rendered_at if live else None) or (now if released else None)
+        done = Progress(params.steps_run, params.steps_run)
+        if rendered_at is not None:
+            return TaskView(task, 0, 0, max(encode - (now - rendered_at), 0.0), done)
+        costs = self._forecaster.costs(task.variant.cost_key)
+        loading = worker.loading[0] if worker.loading and worker.loading[0] == task.variant.key else None
+        held = engine_task is not None and engine_task.id == task.id
+        first = loading is not None or (held and worker.task_first)
+        cached = held and worker.task_cached and loading is None
+        progress = Progress(live.steps_done, live.steps) if live else Progress(0, params.steps_run)
+        remaining = remaining_seconds(costs, params.work_megapixels, params.steps_run, cached, first, live, now)
+        remaining += self._loading_left(task, now)
+        return TaskView(task, 0, 0, remaining + encode, progress, live.preview_count if live else 0, loading)
+
+    def _loading_left(self, task: Task | None, now: float) -> float:
+        """Seconds left of the load the worker is doing (for `task`, or for whatever it loads when idle)."""
+        loading = self._worker().loading
+        if loading is None or (task is not None and loading[0] != task.variant.key):
+            return 0.0
+        key = task.variant.cost_key if task is not None else loading[0].split("+", 1)[0]
+        return max(self._forecaster.load_seconds(key) - (now - loading[1]), 0.0)
+
+    def _current_memo(self) -> _Memo:
         # Read before the store: a change after this empties the memo. A task joining the end of the queue
         # changes no other task's answer (see ChangeFeed.others_version); a new task is not in the memo yet.
         version = self._changes.others_version
         memo = self._memo
         if memo.version != version:
-            memo = self._memo = _StoreMemo(version)
-        found = memo.tasks.get(task_id)
-        if found is None:
-            task = self._store.get(task_id) if is_task_id(task_id) else None
-            if task is None:
-                raise TaskNotFound(task_id)
-            found = memo.remember(task, self._store.ahead_of(task) if task.status is TaskStatus.WAITING else None)
-        task, ahead = found
-        if ahead is not None:
-            return self.waiting_views([task], now, ahead)[0]
-        return self.settled_view(task, now)
-
-    def view(self, task: Task, now: float) -> TaskView:
-        if task.status is TaskStatus.WAITING:
-            return self.waiting_views([task], now)[0]
-        return self.settled_view(task, now)
-
-    def views(self, tasks: list[Task], now: float) -> list[TaskView]:
-        """Views of tasks listed in queue order; the waiting ones' work ahead is summed once."""
-        waiting = self.waiting_views([t for t in tasks if t.status is TaskStatus.WAITING], now)
-        by_id = {v.task.id: v for v in waiting}
-        return [by_id.get(t.id) or self.settled_view(t, now) for t in tasks]
-
-    def settled_view(self, task: Task, now: float) -> TaskView:
-        """A task that is on the engine, being encoded, or finished."""
-        if task.status is not TaskStatus.RUNNING:
-            return TaskView(task, None, 0, 0.0, None)
-        encode = self._forecaster.encode.seconds(task.output.format.value, task.params.megapixels)
-        live = self._live()
-        live = live if live is not None and live.task_id == task.id else None
-        engine_task = self._engine().task
-        # The scheduler lets go of a rendered task before the store records it (and a memoized task may predate
-        # that record): a started task the engine no longer holds is rendered, not back at step 0.
-        released = task.started_at is not None and (engine_task is None or engine_task.id != task.id)
-        rendered_at = task.rendered_at or (live.rendered_at if live else None) or (now if released else None)
-        done = Progress(task.params.steps, task.params.steps)
-        if rendered_at is not None:
-            return TaskView(task, 0, 0, max(encode - (now - rendered_at), 0.0), done)
-        progress = Progress(live.steps_done, live.steps) if live else Progress(0, task.params.steps)
-        work = Workload.of(task.params.width, task.params.height, task.params.steps)
-        remaining = remaining_seconds(self._forecaster.model, work, live, now)
-        return TaskView(task, 0, 0, remaining + encode, progress, live.preview_count if live else 0)
-
-    def waiting_views(self, tasks: list[Task], now: float, ahead: Workload | None = None) -> list[TaskView]:
-        """Waiting tasks in queue order; the work ahead of each is summed once (unless given), then carried forward."""
-        if not tasks:
-            return []
-        model = self._forecaster.model
-        engine_busy = self._engine().task is not None
-        engine_left = self.engine_remaining(now)
-        ahead = self._store.ahead_of(tasks[0]) if ahead is None else ahead
-        views = []
-        for task in tasks:
-            own = Workload.of(task.params.width, task.params.height, task.params.steps)
-            encode = self._forecaster.encode.seconds(task.output.format.value, own.megapixels)
-            wait = engine_left + model.seconds(ahead + own) + encode
-            count = int(ahead.tasks)
-            views.append(TaskView(task, count, count + engine_busy, wait, None))
-            ahead = ahead + own
-        return views
-
-    def engine_remaining(self, now: float) -> float:
-        """Seconds until the engine is free for the next task."""
-        task = self._engine().task  # every status poll of a waiting task comes here: no store read
-        if task is None:
-            return 0.0
-        encode = self._forecaster.encode.seconds(task.output.format.value, task.params.megapixels)
-        return self.settled_view(task, now).wait_remaining - encode
+            memo = self._memo = _Memo(version)
+        return memo
 
 
 @dataclass
-class _StoreMemo:
-    """Tasks, and the work queued ahead of each waiting one, as the store held them at one `others_version` of
-    the change feed. Every change that could alter a memoized answer bumps it, so a memo of the current version
-    is exact; a new version starts a new memo. Live progress is never memoized."""
+class _Memo:
+    """Tasks as the store held them at one `others_version` of the change feed, and the plan made then. Every
+    change that could alter a memoized answer bumps the version, so a memo of the current version is exact;
+    live progress is never memoized."""
 
     version: int
-    tasks: dict[str, tuple[Task, Workload | None]] = field(default_factory=dict)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    plan: Plan | None = None
+    max_seq: int = 0  # the newest normal task the plan holds
 
-    def remember(self, task: Task, ahead: Workload | None) -> tuple[Task, Workload | None]:
+    def remember(self, task: Task) -> None:
         if len(self.tasks) < MEMO_SIZE:
-            self.tasks[task.id] = (task, ahead)
-        return task, ahead
+            self.tasks[task.id] = task

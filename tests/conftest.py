@@ -13,7 +13,7 @@ from taskqueue.assembly import assemble
 from taskqueue.parts import Parts
 from taskqueue.service import TaskService
 from taskqueue.settings import ServiceSettings
-from worker.protocol import Ready
+from worker.protocol import Loaded, Ready
 
 
 @pytest.fixture
@@ -52,22 +52,25 @@ def client(service):
 
 
 class RecordingSink:
-    """Stands in for the worker's supervisor: takes the tasks the scheduler dispatches."""
+    """Stands in for the worker's supervisor: takes the messages the scheduler sends the worker."""
 
     def __init__(self) -> None:
         self.sent = []
 
-    def submit(self, message) -> bool:
+    def send(self, message) -> bool:
         self.sent.append(message)
         return True
 
 
 @pytest.fixture
 def idle_engine(parts) -> RecordingSink:
-    """An engine that is loaded and idle: the scheduler hands it tasks, which the returned sink records."""
+    """A worker that is ready with the default model loaded, and idle: the scheduler hands it tasks, which the
+    returned sink records."""
     sink = RecordingSink()
     parts.scheduler.attach(sink)
-    parts.scheduler.on_message(Ready(parts.scheduler.state.info, 0.1))
+    parts.scheduler.on_message(Ready("demo"))
+    parts.scheduler.on_message(Loaded(parts.scheduler.default_variant.key, 0.1))
+    sink.sent.clear()  # the preload of the default model
     return sink
 
 

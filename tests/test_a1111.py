@@ -41,7 +41,8 @@ def test_open_webui_connects_lists_the_model_and_generates(shared_server):
     # get_models: [{'id': model['title'], 'name': model['model_name']}].
     models = requests.get(f"{base}/sdapi/v1/sd-models", headers=OPEN_WEBUI_HEADERS, timeout=10).json()
     choices = [{"id": m["title"], "name": m["model_name"]} for m in models]
-    assert choices == [{"id": options.json()["sd_model_checkpoint"], "name": "demo"}]
+    every_offered_model = ["demo", "demo-fast", "demo-slow", "demo-edit", "demo-upscale"]
+    assert [choice["name"] for choice in choices] == every_offered_model
     # get_image_model: options['sd_model_checkpoint'].
     assert options.json()["sd_model_checkpoint"] == choices[0]["id"]
     # set_image_model: GET options; if the model differs, POST the whole options dict back with it changed.
@@ -84,7 +85,7 @@ def test_sillytavern_connects_lists_everything_and_generates(shared_server):
     assert [x["name"] for x in get("schedulers").json()] == ["automatic"]  # /schedulers
     models = [{"value": x["title"], "text": x["title"]} for x in get("sd-models").json()]  # /models
     model = get("options").json()["sd_model_checkpoint"]  # /get-model
-    assert models == [{"value": model, "text": model}]
+    assert models[0] == {"value": model, "text": model} and len(models) == 5  # the default first, then the others
     # /set-model: POST options {sd_model_checkpoint}, then poll progress until progress 0 and job_count 0.
     set_model = requests.post(f"{base}/sdapi/v1/options", json={"sd_model_checkpoint": model}, headers=headers)
     assert set_model.ok
@@ -130,18 +131,38 @@ def test_invalid_requests_answer_in_a1111s_error_shape(shared_server):
     assert "width: Must be between 64" in body["detail"] and "steps" in body["detail"]
     too_many = shared_server.post("/sdapi/v1/txt2img", json={"prompt": "a cat", "batch_size": 3, "n_iter": 2})
     assert too_many.status_code == 422 and "at most 4" in too_many.json()["detail"]
-    unknown = shared_server.get("/sdapi/v1/img2img")
-    assert unknown.status_code == 404 and unknown.json()["detail"] == "Not Found"
+    unknown = shared_server.get("/sdapi/v1/nonesuch")
+    assert unknown.status_code == 404 and unknown.json()["detail"] == "Not Found"  # FastAPI's words, as A1111
+    unsupported = shared_server.post("/sdapi/v1/interrogate", json={"image": ""})
+    assert unsupported.status_code == 501  # not "Not Found": clients would report a broken server
+    assert unsupported.json()["detail"] == "POST /sdapi/v1/interrogate is not supported by mflux-server."
     wrong_method = requests.put(shared_server.url + "/sdapi/v1/txt2img", timeout=10)
     assert wrong_method.status_code == 405 and "POST" in wrong_method.headers["Allow"]
     assert wrong_method.json()["detail"] == "Method Not Allowed"
 
 
-def test_another_checkpoint_in_options_is_ignored(shared_server):
-    # A1111 would refuse it; one model has nothing to switch to, and Open WebUI may post a stale name back.
-    response = shared_server.post("/sdapi/v1/options", json={"sd_model_checkpoint": "v1-5-pruned.ckpt [abc]"})
-    assert response.status_code == 200 and response.json() is None
-    assert shared_server.get("/sdapi/v1/options").json()["sd_model_checkpoint"].startswith("demo [")
+def test_options_switch_the_default_model_and_override_settings_pick_one_per_request(server_factory):
+    server = server_factory()
+    titles = {m["model_name"]: m["title"] for m in server.get("/sdapi/v1/sd-models").json()}
+    # As in A1111, the answer (null) comes once the model is loaded.
+    switched = server.post("/sdapi/v1/options", json={"sd_model_checkpoint": titles["demo-fast"]})
+    assert switched.status_code == 200 and switched.json() is None
+    assert server.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == titles["demo-fast"]
+    assert "demo-fast" in server.get("/api/health").json()["loaded"]
+    body = {"prompt": "which model", "width": 256, "height": 256, "steps": 1}
+    info = json.loads(server.post("/sdapi/v1/txt2img", json=body).json()["info"])
+    assert info["sd_model_name"] == "demo-fast"
+    override = {"override_settings": {"sd_model_checkpoint": "demo-slow"}}
+    info = json.loads(server.post("/sdapi/v1/txt2img", json=body | override).json()["info"])
+    assert info["sd_model_name"] == "demo-slow"
+    assert server.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == titles["demo-fast"]  # per request only
+    # A checkpoint this server does not offer is refused, naming it, in A1111's shape; nothing changes.
+    refused = server.post("/sdapi/v1/options", json={"sd_model_checkpoint": "v1-5-pruned.ckpt [abc]"})
+    assert refused.status_code == 422 and "v1-5-pruned.ckpt [abc]" in refused.json()["detail"]
+    unknown = server.post("/sdapi/v1/txt2img", json=body | {"override_settings": {"sd_model_checkpoint": "sd15"}})
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"].startswith("override_settings.sd_model_checkpoint: No model 'sd15' here")
+    assert server.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == titles["demo-fast"]
 
 
 def test_lists_clients_read_on_connect(shared_server):
@@ -212,7 +233,9 @@ def test_progress_shows_the_running_image_and_interrupt_stops_it(server):
     assert skipped["current_image"] is None
     assert server.post("/sdapi/v1/interrupt").json() == {}
     response = call.result()
-    assert response.status_code == 200 and response.json()["images"] == []  # interrupted before any was made
+    # As A1111: 200, with the stopped image as it stood (the preview at the image's size), no error.
+    images = response.json()["images"]
+    assert response.status_code == 200 and len(images) == 1 and png(images[0]).size == (1024, 1024)
     idle = server.get("/sdapi/v1/progress").json()
     assert idle["progress"] == 0.0 and idle["state"]["job_count"] == 0 and idle["current_image"] is None
 
@@ -220,9 +243,11 @@ def test_progress_shows_the_running_image_and_interrupt_stops_it(server):
 def test_skip_stops_only_the_running_image(server):
     call = Background(server, SLOW | {"width": 512, "height": 512, "batch_size": 2, "seed": 7})
     running_progress(server)
-    assert server.post("/sdapi/v1/skip").json() == {}
+    wait_for(lambda: server.get("/sdapi/v1/progress").json()["current_image"], 10, what="a preview to stop at")
+    assert server.post("/sdapi/v1/skip").json() is None  # A1111 answers null
     result = call.result().json()
-    assert len(result["images"]) == 1 and json.loads(result["info"])["all_seeds"] == [8]
+    # The skipped image as it stood, and the next one finished, as A1111 returns a skipped batch.
+    assert len(result["images"]) == 2 and json.loads(result["info"])["all_seeds"] == [7, 8]
 
 
 def test_progress_and_interrupt_concern_only_the_callers_tasks(server):

@@ -96,10 +96,15 @@ def test_a_json_body_that_is_not_an_object_is_refused(client):
     assert response.get_json()["message"]
 
 
-def test_oversized_bodies_are_refused_with_413(client):
-    response = client.post("/api/generate", json={"prompt": "x" * 300_000})
+def test_oversized_bodies_are_refused_with_413(client, service):
+    """256 kB where no image is taken; where images are, room for as many as the limits allow, and no more."""
+    response = client.post("/api/load", json={"model": "x" * 300_000})
     assert response.status_code == 413
     assert response.get_json()["code"] == 413
+    allowed = service.limits.max_body_bytes
+    assert client.post("/api/generate", json={"prompt": "x" * 300_000}).status_code == 422  # the prompt's limit
+    too_big = client.post("/api/generate", data=b"{" + b" " * allowed + b"}", content_type="application/json")
+    assert too_big.status_code == 413 and too_big.get_json()["code"] == 413
 
 
 def test_format_is_case_insensitive(client, service):

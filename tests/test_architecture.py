@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-OURS = {"core", "worker", "taskqueue", "api", "webui", "harness", "bench", "clients", "mflux_client", "server", "tests"}
+OURS = {
+    "core", "worker", "taskqueue", "api", "webui", "harness", "bench", "clients", "mflux_client", "mflux_mcp", "server",
+    "tests",
+}  # fmt: skip
 
 # What each package may import of ours (besides itself). Everything else of ours is refused.
 MAY_IMPORT = {
@@ -103,7 +106,7 @@ def module_graph() -> dict[str, set[str]]:
 
 def _package(module: str) -> str:
     top = module.split(".")[0]
-    return "clients" if top == "mflux_client" else top
+    return "clients" if top in ("mflux_client", "mflux_mcp") else top
 
 
 @pytest.mark.parametrize("package", sorted(MAY_IMPORT))

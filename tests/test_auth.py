@@ -99,7 +99,8 @@ def test_cors_preflight_passes_without_the_key(keyed):
 
 
 def test_openai_clients_send_the_key_as_a_bearer_token(keyed):
-    assert [m.id for m in openai.OpenAI(base_url=keyed.url + "/v1", api_key=KEY).models.list()] == ["demo"]
+    listed = openai.OpenAI(base_url=keyed.url + "/v1", api_key=KEY).models.list()
+    assert [m.id for m in listed] == ["demo", "demo-fast", "demo-slow", "demo-edit", "demo-upscale"]
     with pytest.raises(openai.AuthenticationError) as caught:
         openai.OpenAI(base_url=keyed.url + "/v1", api_key="wrong", max_retries=0).models.list()
     assert caught.value.body == {
@@ -118,6 +119,96 @@ def test_a1111_clients_send_the_key_as_the_basic_auth_password(keyed):
         response = keyed.get("/sdapi/v1/options", headers=headers)
         assert response.status_code == 401
         assert set(response.json()) == {"error", "detail", "body", "errors"}
+
+
+# -- wrong keys of every shape, in every place a key is read ------------------------------------------------
+
+
+def one_char_changed(key: str) -> list[str]:
+    return [key[:i] + ("x" if key[i] != "x" else "y") + key[i + 1 :] for i in range(len(key))]
+
+
+WRONG_KEYS = sorted(
+    {KEY[:n] for n in range(len(KEY))}  # every prefix, the empty one included
+    | {KEY + "x", KEY + "-", KEY + KEY, "x" + KEY, KEY + " x", KEY[1:], KEY[:-1] + "\t"}  # extensions, truncations
+    | {KEY.upper(), KEY.swapcase(), KEY[0].upper() + KEY[1:], KEY.title()}  # case changes
+    | {" ", "  ", "\t", KEY[:6] + " " + KEY[6:]}  # white space, and white space inside the key
+    | {"x" * len(KEY), KEY[::-1], "s3cret-key-for-tests-0000", KEY[-1] + KEY[:-1]}  # other keys of equal length
+    | set(one_char_changed(KEY)) - {KEY}
+)
+assert all(len(k) == len(KEY) for k in ("x" * len(KEY), KEY[::-1], "s3cret-key-for-tests-0000"))
+
+
+def basic_alone(key: str) -> dict[str, str]:
+    """HTTP basic auth with the key alone as its credentials, no "user:" in front."""
+    return {"Authorization": "Basic " + base64.b64encode(key.encode()).decode()}
+
+
+# Where a key may be presented: a way to send it, and a request that carries it.
+HEADER_PLACES = {
+    "bearer": lambda key: {"Authorization": f"Bearer {key}"},
+    "basic user:key": lambda key: basic("mflux", key),
+    "basic key alone": basic_alone,
+}
+QUERY_PATHS = ("/api/events", "/api/image", "/api/preview")  # ?api_key= is read on these GETs only
+
+
+@pytest.fixture(scope="module")
+def done_task(keyed) -> str:
+    body = {"prompt": "keys", "width": 64, "height": 64, "steps": 1, "format": "PNG"}
+    task_id = keyed.post("/api/generate", json=body, headers=BEARER).json()["task_id"]
+    wait_for(lambda: keyed.get("/api/status", params={"task_id": task_id}, headers=BEARER).json()["status"] == "done")
+    return task_id
+
+
+def query_request(session: requests.Session, server: RunningServer, path: str, task_id: str, key: str):
+    params = {"task_id": task_id, "api_key": key} | ({"delete": "false"} if path == "/api/image" else {})
+    with session.get(server.url + path, params=params, stream=True, timeout=10) as response:
+        return response.status_code
+
+
+def test_the_wrong_key_set_covers_every_shape():
+    assert len(WRONG_KEYS) > 60 and KEY not in WRONG_KEYS
+    assert "" in WRONG_KEYS and KEY[:-1] in WRONG_KEYS and KEY + "x" in WRONG_KEYS and KEY.upper() in WRONG_KEYS
+
+
+@pytest.mark.parametrize("place", HEADER_PLACES)
+@pytest.mark.parametrize(
+    "path", ["/api/info", "/api/status?task_id=0123456789abcdef", "/v1/models", "/sdapi/v1/options"]
+)
+def test_no_wrong_key_gets_in_through_a_header(keyed, place, path):
+    """A check that accepts a prefix of the key, ignores case or compares only the length must fail here."""
+    send = HEADER_PLACES[place]
+    with requests.Session() as session:
+        assert session.get(keyed.url + path, headers=send(KEY), timeout=10).status_code in (200, 404)  # the key: in
+        codes = {k: session.get(keyed.url + path, headers=send(k), timeout=10).status_code for k in WRONG_KEYS}
+    let_in = {k: code for k, code in codes.items() if code != 401}
+    assert not let_in, f"wrong keys let in through {place} on {path}: {let_in}"
+
+
+@pytest.mark.parametrize("path", QUERY_PATHS)
+def test_no_wrong_key_gets_in_through_the_query(keyed, done_task, path):
+    with requests.Session() as session:
+        assert query_request(session, keyed, path, done_task, KEY) == (404 if path == "/api/preview" else 200)
+        codes = {k: query_request(session, keyed, path, done_task, k) for k in WRONG_KEYS}
+    let_in = {k: code for k, code in codes.items() if code != 401}
+    assert not let_in, f"wrong keys let in through ?api_key= on {path}: {let_in}"
+
+
+def test_the_right_key_works_in_every_place(keyed, done_task):
+    for place, send in HEADER_PLACES.items():
+        response = keyed.get("/api/status", params={"task_id": done_task}, headers=send(KEY))
+        assert response.status_code == 200 and response.json()["status"] == "done", place
+        assert keyed.get("/v1/models", headers=send(KEY)).status_code == 200, place
+        assert keyed.get("/sdapi/v1/options", headers=send(KEY)).status_code == 200, place
+    assert keyed.get("/api/status", params={"task_id": done_task}, headers=basic("", KEY)).status_code == 200
+    with requests.get(keyed.url + "/api/events", params={"task_id": done_task, "api_key": KEY}, stream=True,
+                      timeout=10) as stream:  # fmt: skip
+        assert [m.event for m in read_events(stream) if m.event] == ["done"]
+    image = keyed.get("/api/image", params={"task_id": done_task, "api_key": KEY, "delete": "false"})
+    assert image.status_code == 200 and image.headers["Content-Type"] == "image/png"
+    preview = keyed.get("/api/preview", params={"task_id": done_task, "api_key": KEY})
+    assert preview.status_code == 404 and "has no preview" in preview.json()["message"]  # authorised, past the check
 
 
 def test_cors_origins_can_be_narrowed(server_factory):

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from bench import forecast_accuracy, idle_gap, mac_mflux, polling_load, queue_scale
+from bench import forecast_accuracy, idle_gap, mac_mflux, model_switching, polling_load, queue_scale
 from bench.report import Section
 
 pytestmark = pytest.mark.slow
@@ -59,8 +59,16 @@ def test_forecast_accuracy():
     assert data["finished"] + data["cancelled"] == config.tasks and data["cancelled"] <= 1
     assert 1 <= data["first 5"]["tasks"] <= 5  # those waiting over the restart are counted apart
     assert data["all submitted after the restart"]["tasks"] >= 1
-    for group in ("first 5", "all"):
-        assert 0 <= data[group]["expected_mape"] < 10
+    # Honest bounds for this tiny, fast configuration (speed 40: tasks of 0.1-0.5 s, where the fixed costs of
+    # HTTP, encoding and scheduling weigh most). Seen: the prior's tasks 40-44 % off, the learned model's
+    # (after the restart) 8-31 %; tasks waiting across the restart (the server down for seconds in the middle
+    # of their wait) ~90 %, which no forecast can know of, so they are not bounded.
+    bounds = {"first 5": 0.6, "all submitted after the restart": 0.5}
+    for group, bound in bounds.items():
+        assert 0 <= data[group]["expected_mape"] < bound, (group, data[group])
+        remaining = data[group]["remaining_mape"]
+        assert math.isnan(remaining) if data[group]["samples"] == 0 else 0 <= remaining < bound, (group, data[group])
+    assert data["all"]["tasks"] == data["finished"]
 
 
 def test_queue_scale():
@@ -81,7 +89,9 @@ def test_mac_mflux_dry_run():
     data = section.data
     assert len(data["plain"]) == len(data["engine"]) == config.images
     assert all(0 < seconds < 30 for seconds in data["plain"] + data["engine"])
-    assert math.isfinite(data["overhead"]) and -0.9 < data["overhead"] < 5
+    # How much the server adds to the engine's own time: a figure for BENCHMARKS.md, not bounded here (at the
+    # smoke test's tiny sizes it is mostly fixed costs, and it swings with whatever else the machine runs).
+    assert math.isfinite(data["overhead"]) and data["overhead"] > -0.9
     assert data["forecast"]["tasks"] == config.images
 
 
@@ -90,3 +100,15 @@ def test_mac_mflux_refuses_clearly_without_apple_silicon_or_mflux():
     if problem is None:
         pytest.skip("this machine can run the real benchmark")
     assert "--dry-run" in problem or "mflux" in problem
+
+
+def test_model_switching():
+    config = model_switching.SMOKE
+    section = model_switching.run(config)
+    assert_reported(section)
+    data = section.data
+    for run in ("grouped", "fifo"):
+        assert data[f"{run} all"]["tasks"] == config.tasks  # every task finished, on both runs
+        assert data[run]["loads"] >= 1 and data[run]["makespan"] > 0
+    assert data["fifo"]["worst_overtakes"] == 0  # --max-overtakes 0 is first come, first served
+    assert data["grouped"]["worst_overtakes"] <= 8

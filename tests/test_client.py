@@ -1,7 +1,7 @@
-# ruff: noqa: E501, E701, W291, W293, B007 - the original README's client functions below are kept verbatim
 """The Python client (`mflux_client`) and its command line, against the real server on the demo engine.
 
-Also: the original server's README client code and curl example, unchanged, against this server.
+Also: the original server's README curl example, unchanged, against this server. (The README's Python functions,
+and the original's own clients, are run from their sources in tests/test_original_clients.py.)
 """
 
 from __future__ import annotations
@@ -11,19 +11,21 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from io import BytesIO
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from harness.server_process import wait_for
 from mflux_client import (
     ImageNotReady,
     InvalidRequest,
+    LoadedModel,
     MfluxClient,
+    ModelEntry,
     QueueFull,
     ServerUnavailable,
     Submission,
@@ -180,6 +182,67 @@ def test_cancel_clear_queue_full_wait_timeout_and_task_listing(server_factory):
         client.wait(running.task_id, timeout=20)  # stops at its next step
 
 
+# -- models chosen per task -----------------------------------------------------------------------------------
+
+
+def test_models_are_typed_entries_of_the_servers_list(client, shared_server):
+    listed = shared_server.get("/api/ls").json()
+    models = client.models()
+    demo_models = ["demo", "demo-fast", "demo-slow", "demo-edit", "demo-upscale"]
+    assert [model.name for model in models] == list(listed) == demo_models
+    assert all(isinstance(model, ModelEntry) for model in models)
+    demo = models[0]
+    assert (demo.label, demo.kind, demo.default_steps) == (listed["demo"]["label"], "text-to-image", 4)
+    assert (demo.default, demo.demo, demo.offered, demo.needs_image) == (True, True, True, False)
+    assert (demo.default_guidance, demo.guidance_adjustable, demo.size_step) == (3.5, True, 16)
+    assert demo.raw == listed["demo"]
+    assert sum(model.default for model in models) == 1
+    assert all(model.switch_seconds == 0 for model in models if model.loaded)
+    assert {model.name for model in client.models(all=True)} >= set(listed)
+
+
+def test_submit_and_generate_take_a_model(client):
+    submission = client.submit("a slow fox", model="demo-slow", width=64, height=64, steps=1)
+    assert submission.model == "demo-slow"
+    final = client.wait(submission.task_id, timeout=30)
+    assert final.model == "demo-slow" and final.loading_model is None
+
+    seen: list[TaskStatus] = []
+    [image] = client.generate("a fast fox", model="demo-fast", quantize=8, width=64, height=64, steps=1,
+                              format="PNG", on_update=seen.append)  # fmt: skip
+    assert image.text["model"] == "demo-fast@q8"  # the demo engine's PNG metadata: the variant
+    assert {status.model for status in seen} == {"demo-fast@q8"}
+    assert client.info()["model"] == "demo", "asking for a model does not change the server's default"
+
+    with pytest.raises(InvalidRequest) as unknown:
+        client.submit("a red fox", model="no-such-model")
+    assert unknown.value.message.startswith("model: Unknown model 'no-such-model'")
+    assert "demo-fast" in unknown.value.message
+
+
+def test_loras_and_load_model(server_factory, tmp_path):
+    library = tmp_path / "loras"
+    library.mkdir()
+    (library / "ghibli.safetensors").write_bytes(b"")  # the demo engine only needs the name to exist
+    server = server_factory("--lora-dir", str(library), demo_speed=100)
+    client = MfluxClient(server.url)
+    small = {"width": 64, "height": 64, "steps": 1}
+    assert client.submit("a fox", model="demo-fast", loras=[("ghibli", 0.8)], **small).model == "demo-fast+ghibli:0.8"
+    assert client.submit("a fox", loras=["ghibli"], **small).model == "demo+ghibli:1"
+    assert client.submit("a fox", loras=[{"name": "ghibli", "scale": 0.5}], **small).model == "demo+ghibli:0.5"
+    with pytest.raises(InvalidRequest, match="No LoRA named 'nope'"):
+        client.submit("a fox", loras=["nope"], **small)
+
+    loaded = client.load_model("demo-slow")
+    assert loaded == LoadedModel(model="demo-slow", variant="demo-slow", quantize=None, default_steps=4, loaded=True)
+    assert server.get("/api/ps").json()["model"] == "demo-slow"
+    assert [model.name for model in client.models() if model.default] == ["demo-slow"]
+    assert client.submit("a fox", **small).model == "demo-slow"  # tasks naming none now run on it
+    assert client.load_model("demo", quantize=8).variant == "demo@q8"
+    with pytest.raises(InvalidRequest, match="Unknown model 'nope'"):
+        client.load_model("nope")
+
+
 @pytest.mark.parametrize(
     ("status", "delay"),
     [
@@ -268,78 +331,38 @@ def test_cli_ctrl_c_cancels_its_tasks_on_the_server(server_factory, tmp_path):
     assert len(server.get("/api/tasks").json()) == 2
 
 
+def test_cli_lists_models_and_generates_on_the_one_asked_for(shared_server, tmp_path):
+    listed = run_cli("--list-models", "--server", shared_server.url)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert [line[2:].split()[0] for line in lines] == list(shared_server.get("/api/ls").json())
+    assert [line[0] for line in lines] == ["*"] + [" "] * (len(lines) - 1)  # the default is marked
+    kinds = {line[2:].split()[0]: line[2:].split()[1] for line in lines}
+    assert (kinds["demo"], kinds["demo-edit"], kinds["demo-upscale"]) == ("text-to-image", "edit", "upscale")
+    assert "text-to-image" in lines[1] and "4 steps" in lines[1] and "(fast)" in lines[1]
+
+    out = tmp_path / "slow.png"
+    done = run_cli("a fox", "-o", str(out), "--model", "demo-slow", "--width", "64", "--height", "64",
+                   "--steps", "1", "--server", shared_server.url)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with Image.open(out) as image:
+        assert image.text["model"] == "demo-slow"
+
+    unknown = run_cli("a fox", "-o", str(tmp_path / "x.png"), "--model", "nope", "--server", shared_server.url)
+    assert unknown.returncode == 1 and "model: Unknown model 'nope'" in unknown.stderr
+    missing = run_cli("--server", shared_server.url)
+    assert missing.returncode == 2 and "the prompt is required" in missing.stderr
+
+
+def test_cli_bar_says_when_the_model_is_being_loaded(server_factory, tmp_path):
+    server = server_factory(demo_speed=1)  # loading demo-slow takes 2.5 s here
+    done = run_cli("a fox", "-o", str(tmp_path / "fox.jpg"), "--model", "demo-slow", "--width", "64", "--height",
+                   "64", "--steps", "1", "--server", server.url)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "loading demo-slow, ETA" in done.stderr
+
+
 # -- the original server's README, unchanged ----------------------------------------------------------------
-
-
-# fmt: off
-def mflux_generate_client(mfluxendpoint, prompt, width=1280, height=720, steps=4, seed=None, format="JPEG", quality=85, priority=False):
-    data = {
-        "prompt": prompt,
-        "height": height,
-        "width": width,
-        "steps": steps,
-        "format": format,
-        "quality": quality,
-        "priority": priority
-    }
-    if seed is not None:
-        data["seed"] = seed
-    response = requests.post(mfluxendpoint + "/api/generate", json=data)
-    # parse the response and get the task_id
-    json = response.json()
-    task_id = json["task_id"]
-    return task_id
-    
-def mflux_status_ready(mfluxendpoint, task_id):
-    response = requests.get(mfluxendpoint + "/api/status?task_id=" + task_id)
-    if response.status_code == 200:
-        status = response.json()["status"]
-        if status == "done":
-            return 0
-        else:
-            # read the waiting time
-            waiting_time = response.json().get("wait_remaining", 1)
-            if waiting_time < 1: waiting_time = 1
-            return waiting_time
-    else:
-        return -1
-
-def mflux_get_image(mfluxendpoint, task_id):
-    response = requests.get(mfluxendpoint + "/api/image?task_id=" + task_id + "&base64=false&delete=true")
-    if response.status_code == 200:
-        return response.content
-    else:
-        return None
-
-def generate_image(mfluxendpoint, prompt, width=1280, height=720, steps=4):
-    startt = time.time()
-    task_id = mflux_generate_client(mfluxendpoint, prompt, width=width, height=height, steps=steps)
-    for i in range(10000):
-        waiting_time = mflux_status_ready(mfluxendpoint, task_id)
-        print("Waiting time: ", waiting_time, " seconds")
-        if waiting_time == 0: break
-        nextsleep = max(min(waiting_time / 4, 10), 1)
-        time.sleep(nextsleep)
-    imageb = mflux_get_image(mfluxendpoint, task_id)    
-    stopt = time.time()
-    print("Time taken: ", stopt - startt, " seconds")
-    image = Image.open(BytesIO(imageb))
-    return image
-# fmt: on
-
-
-def test_original_readme_python_client_works_unchanged(shared_server):
-    url = shared_server.url
-    task_id = mflux_generate_client(url, "A beautiful landscape", seed="1725311496")  # 1280x720, 4 steps, JPEG
-    assert isinstance(task_id, str)
-    wait_for(lambda: mflux_status_ready(url, task_id) == 0, 30, what="the README's status check to say done")
-    image = Image.open(BytesIO(mflux_get_image(url, task_id)))
-    assert (image.format, image.size) == ("JPEG", (1280, 720))
-    assert mflux_get_image(url, task_id) is None  # fetched with delete=true: gone
-    assert mflux_status_ready(url, "no-such-task") == -1
-
-    image = generate_image(url, "A beautiful landscape", width=512, height=384, steps=2)
-    assert image.size == (512, 384)
 
 
 def test_original_readme_curl_example_body(shared_server, client):
@@ -365,3 +388,116 @@ def test_original_readme_curl_example_body(shared_server, client):
     assert answer["seed"] == 1725311496  # the string seed was taken as the number it spells
     client.wait(answer["task_id"], timeout=30)
     assert client.image(answer["task_id"]).size == (1024, 1024)
+
+
+# -- input images -------------------------------------------------------------------------------------------------
+
+CAPTION_ROWS = 43  # the demo engine writes what it is into the top rows of every picture
+
+
+def a_picture(size: tuple[int, int], shade: int = 0) -> Image.Image:
+    """A picture with structure everywhere: a gradient, a disc, a band."""
+    red = Image.linear_gradient("L").resize(size)
+    green = Image.linear_gradient("L").transpose(Image.Transpose.ROTATE_90).resize(size)
+    image = Image.merge("RGB", (red, green, Image.new("L", size, 70 + shade)))
+    width, height = size
+    ImageDraw.Draw(image).ellipse((width // 3, height // 3, width // 2, height // 2), fill=(240, 210, 20))
+    return image
+
+
+def left_half_mask(size: tuple[int, int]) -> Image.Image:
+    mask = Image.new("L", size, 0)
+    ImageDraw.Draw(mask).rectangle((0, 0, size[0] // 2 - 1, size[1]), fill=255)
+    return mask
+
+
+def as_array(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def test_submit_and_generate_take_an_init_image_a_mask_and_a_strength(client, tmp_path):
+    init = a_picture((256, 192))
+    path = tmp_path / "init.png"
+    init.save(path)
+
+    # img2img: the demo keeps `image_strength` of the init image, the rest is its own picture of the same seed.
+    plain = client.generate("a fox in a field", seed=5, width=256, height=192, steps=2, format="PNG")[0]
+    [kept] = client.generate("a fox in a field", seed=5, steps=2, format="PNG", init_image=path, image_strength=0.5)
+    assert kept.size == (256, 192), "without width and height: the init image's size"
+    expected = (as_array(plain) + as_array(init)) / 2
+    assert np.abs(as_array(kept) - expected)[CAPTION_ROWS:].max() <= 1
+
+    # A mask (here a PIL image; the init image as bytes): outside it the result is the init image, exactly.
+    submission = client.submit("a fox, repainted on the left", steps=2, format="PNG",
+                               init_image=path.read_bytes(), mask=left_half_mask(init.size), mask_blur=0)  # fmt: skip
+    assert (submission.width, submission.height) == (256, 192)
+    client.wait(submission.task_id, timeout=30)
+    masked = as_array(client.image(submission.task_id))
+    assert np.array_equal(masked[:, 128:], as_array(init)[:, 128:])
+    assert np.abs(masked[CAPTION_ROWS:, :128] - as_array(init)[CAPTION_ROWS:, :128]).mean() > 20
+
+    # Several tasks from one image (read once), and a size asked for: the image is cropped to it.
+    images = client.generate("two foxes", n=2, seed=9, init_image=init, width=128, height=128, resize="crop",
+                             steps=1, format="PNG")  # fmt: skip
+    assert [image.size for image in images] == [(128, 128)] * 2
+    assert [image.text["seed"] for image in images] == ["9", "10"]
+
+
+def test_edit_references_and_upscale_through_the_client(client):
+    first, second = a_picture((192, 128)), a_picture((64, 64), shade=120)
+    [edited] = client.generate("the two together", model="demo-edit", init_image=first, init_images=[second],
+                               steps=1, format="PNG")  # fmt: skip
+    assert edited.size == (192, 128) and edited.text["model"] == "demo-edit"
+    [bigger] = client.generate("sharper", model="demo-upscale", init_image=first, format="PNG")
+    assert bigger.size == (384, 256)
+    assert np.abs(as_array(bigger.resize(first.size)) - as_array(first))[CAPTION_ROWS:].mean() < 12
+
+
+def test_bad_input_images_are_refused_naming_the_field(client):
+    with pytest.raises(InvalidRequest) as garbage:
+        client.submit("a fox", init_image=b"not an image")
+    assert garbage.value.message.startswith("init_image: ")
+    with pytest.raises(InvalidRequest) as strength:
+        client.submit("a fox", init_image=a_picture((64, 64)), image_strength=1.5)
+    assert strength.value.message.startswith("image_strength: ")
+    with pytest.raises(InvalidRequest) as alone:
+        client.submit("a fox", mask=left_half_mask((64, 64)))
+    assert alone.value.message.startswith("mask_image: ")
+    with pytest.raises(InvalidRequest) as nothing_to_edit:
+        client.generate("a fox", model="demo-edit")
+    assert nothing_to_edit.value.message.startswith("init_image: The model demo-edit edits an image")
+    with pytest.raises(TypeError, match="a path, bytes or a PIL image"):
+        client.submit("a fox", init_image=42)
+
+
+def test_cli_image_mask_and_strength(shared_server, tmp_path):
+    init, mask = a_picture((160, 128)), left_half_mask((160, 128))
+    init.save(tmp_path / "in.png")
+    mask.save(tmp_path / "mask.png")
+    common = ["--steps", "1", "-q", "--server", shared_server.url]
+
+    done = run_cli("a fox", "-o", str(tmp_path / "out.png"), "--image", str(tmp_path / "in.png"), "--mask",
+                   str(tmp_path / "mask.png"), "--strength", "0.7", *common)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with Image.open(tmp_path / "out.png") as out:
+        assert out.size == (160, 128)
+        assert np.array_equal(as_array(out)[:, 104:], as_array(init)[:, 104:]), "kept outside the (feathered) mask"
+
+    edit = run_cli("both", "-o", str(tmp_path / "edit.png"), "--model", "demo-edit", "--image",
+                   str(tmp_path / "in.png"), "--image", str(tmp_path / "mask.png"), *common)  # fmt: skip
+    assert edit.returncode == 0, edit.stderr
+    with Image.open(tmp_path / "edit.png") as out:
+        assert (out.size, out.text["model"]) == ((160, 128), "demo-edit")
+
+    upscale = run_cli("up", "-o", str(tmp_path / "up.png"), "--model", "demo-upscale", "--image",
+                      str(tmp_path / "in.png"), *common)  # fmt: skip
+    assert upscale.returncode == 0, upscale.stderr
+    assert Image.open(tmp_path / "up.png").size == (320, 256)
+
+    refused = run_cli("a fox", "-o", str(tmp_path / "x.png"), "--model", "demo-upscale", "--image",
+                      str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"), *common)  # fmt: skip
+    assert refused.returncode == 1 and "mask_image: The model demo-upscale upscales the whole image" in refused.stderr
+    assert run_cli("a fox", "--strength", "0.5", *common).returncode == 2  # no --image to keep any of
+    missing = run_cli("a fox", "--image", str(tmp_path / "nope.png"), *common)
+    assert missing.returncode == 2 and "no such image file" in missing.stderr
+    assert not (tmp_path / "x.png").exists()

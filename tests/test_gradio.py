@@ -12,6 +12,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 from PIL import Image
@@ -130,3 +131,86 @@ def test_cancel_button_cancels_the_sessions_tasks_on_the_server(client, server_f
     assert client.predict(api_name="/cancel") == "Cancelled 2 task(s)."
     assert job.result(timeout=30) == ([], "Cancelled.")
     assert [slow.status(task["task_id"])["status"] for task in tasks] == ["cancelled", "cancelled"]
+
+
+def test_model_dropdown_is_filled_from_the_server_and_its_choice_is_sent(client, gradio_app, shared_server):
+    listed = shared_server.get("/api/ls").json()
+    default = next(name for name, entry in listed.items() if entry["default"])
+    # Filled when the app is built (and again when a page loads or the server address changes) ...
+    [dropdown] = [c for c in requests.get(gradio_app + "/config", timeout=10).json()["components"]
+                  if c.get("type") == "dropdown" and c["props"].get("label") == "Model"]  # fmt: skip
+    assert [value for _, value in dropdown["props"]["choices"]] == list(listed)
+    assert dropdown["props"]["value"] == default
+    update = client.predict(shared_server.url, api_name="/models")
+    assert [value for _, value in update["choices"]] == list(listed)
+    assert update["value"] == default
+    labels = dict((value, label) for label, value in update["choices"])
+    assert listed["demo-slow"]["label"] in labels["demo-slow"] and "server default" in labels[default]
+
+    # ... and the model chosen goes with each task, for those tasks only.
+    gallery, summary = client.predict(*generate_args(shared_server.url, count=1), "demo-slow", api_name="/generate")
+    [item] = gallery
+    assert shared_server.status(image_path(item).stem)["model"] == "demo-slow"
+    with Image.open(image_path(item)) as image:
+        assert image.text["model"] == "demo-slow"
+    assert ", on demo-slow, " in summary
+    assert shared_server.get("/api/ps").json()["model"] == default
+    with pytest.raises(AppError, match="model: Unknown model 'nope'"):
+        client.predict(*generate_args(shared_server.url, count=1), "nope", api_name="/generate")
+
+
+def test_model_dropdown_follows_the_server_address(client, server_factory):
+    other = server_factory(demo_speed=100)
+    other.post("/api/load", json={"model": "demo-fast"}).raise_for_status()
+    update = client.predict(other.url, api_name="/models")
+    assert update["value"] == "demo-fast"
+    gallery, _ = client.predict(*generate_args(other.url, count=1), "", api_name="/generate")  # "": its default
+    assert other.status(image_path(gallery[0]).stem)["model"] == "demo-fast"
+    unreachable = client.predict(f"http://127.0.0.1:{free_port()}", api_name="/models")
+    assert unreachable["choices"] == [] and unreachable["value"] is None
+
+
+# -- input images ---------------------------------------------------------------------------------------------------
+
+
+def a_picture(size: tuple[int, int]) -> Image.Image:
+    red = Image.linear_gradient("L").resize(size)
+    green = Image.linear_gradient("L").transpose(Image.Transpose.ROTATE_90).resize(size)
+    return Image.merge("RGB", (red, green, Image.new("L", size, 90)))
+
+
+def test_an_input_image_and_a_mask_are_passed_through(client, shared_server, tmp_path):
+    init = a_picture((192, 160))
+    init.save(tmp_path / "init.png")
+    mask = Image.new("L", init.size, 0)
+    mask.paste(255, (0, 0, 96, 160))  # repaint the left half
+    mask.save(tmp_path / "mask.png")
+    image = gradio_client.handle_file(tmp_path / "init.png")
+    mask_file = gradio_client.handle_file(tmp_path / "mask.png")
+
+    gallery, summary = client.predict(*generate_args(shared_server.url, count=1), "", image, mask_file, 0.4, True,
+                                      api_name="/generate")  # fmt: skip
+    [item] = gallery
+    with Image.open(image_path(item)) as made:
+        assert made.size == (192, 160), "the size of the image"
+        kept = np.asarray(made.convert("RGB"))[:, 120:]
+        assert np.array_equal(kept, np.asarray(init)[:, 120:]), "outside the mask: the input image"
+    assert "192×160, from the input image" in summary
+
+    # An upscale: twice the size; the strength slider's value is not sent to a model that takes none.
+    gallery, _ = client.predict(*generate_args(shared_server.url, count=1), "demo-upscale", image, None, 0.4, True,
+                                api_name="/generate")  # fmt: skip
+    with Image.open(image_path(gallery[0])) as made:
+        assert made.size == (384, 320)
+    # A size asked for: the image is brought to it.
+    gallery, _ = client.predict(*generate_args(shared_server.url, count=1), "", image, None, 0.4, False,
+                                api_name="/generate")  # fmt: skip
+    with Image.open(image_path(gallery[0])) as made:
+        assert made.size == (320, 256)
+
+    with pytest.raises(AppError, match="init_image: The model demo-edit edits an image"):
+        client.predict(*generate_args(shared_server.url, count=1), "demo-edit", None, None, 0.4, True,
+                       api_name="/generate")  # fmt: skip
+    with pytest.raises(AppError, match="add the image too"):
+        client.predict(*generate_args(shared_server.url, count=1), "", None, mask_file, 0.4, True,
+                       api_name="/generate")  # fmt: skip

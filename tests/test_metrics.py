@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api import create_app
@@ -78,23 +79,28 @@ def test_metrics_count_outcomes_durations_restarts_and_stored_images(server_fact
     assert metric(after, "mflux_image_bytes_stored") == sizes[1]
 
 
-def test_health_is_503_with_the_reason_when_the_engine_cannot_load(server_factory):
-    server = server_factory(demo_speed=-1, start=False).start(wait_ready=False)  # the demo engine refuses it
+def test_health_is_503_with_the_reason_when_the_default_model_cannot_load(server_factory):
+    server = server_factory(env={"MFLUX_DEMO_FAULT": "load-fail:demo"}, start=False).start(wait_ready=False)
     health = wait_for(
-        lambda: (
-            "must be positive" in ((h := server.get("/api/health").json())["error"] or "")
-            and not h["worker_alive"]
-            and h
-        ),
+        lambda: "refused to load" in ((h := server.get("/api/health").json())["error"] or "") and h,
         30,
         what="health to report the load failure",
     )
     assert server.get("/api/health").status_code == 503
-    assert health["ok"] is False and health["model_loaded"] is False and health["worker_alive"] is False
-    assert "demo speed must be positive" in health["error"]
+    assert health["ok"] is False and health["model_loaded"] is False
+    assert health["worker_alive"] is True  # the worker lives on: other models still load
+    assert "the default model demo cannot be loaded" in health["error"]
     assert scrape(server.get("/metrics").text)[("mflux_healthy", ())] == 0
     refused = server.post("/api/generate", json={"prompt": "x", "width": 256, "height": 256})
-    assert refused.status_code == 503 and "demo speed must be positive" in refused.json()["message"]
+    assert refused.status_code == 503 and "refused to load" in refused.json()["message"]
+    other = server.generate("another model", model="demo-fast")
+    assert server.wait_status(other, "done")["model"] == "demo-fast"
+
+
+def test_a_configuration_that_cannot_work_stops_the_start_with_the_reason(server_factory):
+    server = server_factory(demo_speed=-1, start=False)
+    with pytest.raises(RuntimeError, match=r"(?s)server exited \(2\).*--demo-speed must be positive"):
+        server.start()
 
 
 def test_logs_one_line_per_state_change_with_the_task_id_and_no_prompt_text(server_factory):

@@ -93,16 +93,27 @@ def test_invalid_parameters_name_the_param(client, params, param):
     assert caught.value.body["code"] == "invalid_value"
 
 
-def test_unknown_model_error_names_the_loaded_one(client):
-    with pytest.raises(openai.BadRequestError, match="This server runs 'demo'"):
+def test_unknown_model_error_names_the_offered_ones(client):
+    with pytest.raises(openai.BadRequestError, match="This server offers demo, demo-fast, demo-slow") as caught:
         client.images.generate(model="sd15", prompt="a cat")
+    assert caught.value.body["param"] == "model"
+
+
+def test_model_picks_a_real_model_and_openais_names_mean_the_default(client, shared_server):
+    result = client.images.generate(model="demo-fast", prompt="a fast one", size="256x256", response_format="url")
+    task_id = result.data[0].url.split("task_id=")[1].split("&")[0]
+    assert shared_server.status(task_id)["model"] == "demo-fast"
+    result = client.images.generate(model="dall-e-3", prompt="the default", size="256x256", response_format="url")
+    task_id = result.data[0].url.split("task_id=")[1].split("&")[0]
+    assert shared_server.status(task_id)["model"] == "demo"
 
 
 def test_models_list_and_retrieve(client):
     models = client.models.list()
-    assert [m.id for m in models.data] == ["demo"]
+    demo_models = ["demo", "demo-fast", "demo-slow", "demo-edit", "demo-upscale"]
+    assert [m.id for m in models.data] == demo_models  # the default first
     assert models.data[0].object == "model" and models.data[0].owned_by == "mflux-server"
-    assert client.models.retrieve("demo").id == "demo"
+    assert client.models.retrieve("demo-slow").id == "demo-slow"
     assert client.models.retrieve("dall-e-3").id == "dall-e-3"  # an accepted alias
     with pytest.raises(openai.NotFoundError) as caught:
         client.models.retrieve("no-such-model")

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from core.errors import ImageNotAvailable, TaskNotFound
+from core.models import Variant
 from core.tasks import GenerationParams, ImageFormat, OutputSpec, Task
 from harness.server_process import wait_for
 from taskqueue.housekeeping import StorageLimits
@@ -48,7 +49,7 @@ def service(parts_factory) -> Queue:
 
 def add_task(service: Queue, prompt: str = "x") -> Task:
     params = GenerationParams(prompt=prompt, seed=1, width=256, height=256, steps=2, guidance=3.5)
-    return service.store.add(NewTask(params, OutputSpec(ImageFormat.PNG), False, "demo"))
+    return service.store.add(NewTask(params, OutputSpec(ImageFormat.PNG), False, "demo", Variant("demo")))
 
 
 def finished(service: Queue, ended_at: float, outcome: str = "done", size: int = 100) -> Task:

@@ -190,12 +190,13 @@ def test_clients_that_never_read_their_image_do_not_block_others(server_factory)
 
 def test_oversized_bodies_are_refused_before_they_are_read(server_factory):
     server = server_factory()
-    # Above the app's limit (256 kB) but within waitress's: the app answers, in JSON.
-    big = server.post("/api/generate", data=b'{"prompt": "' + b"a" * 300_000 + b'"}')
+    # Above the app's limit (256 kB where no image is taken) but within waitress's: the app answers, in JSON.
+    big = server.post("/api/load", data=b'{"model": "' + b"a" * 300_000 + b'"}')
     assert big.status_code == 413
     assert big.json()["code"] == 413
     # Far above: waitress refuses on the Content-Length alone, without waiting for the body.
     with connections(server.url, 1, b"") as (sock,):
-        sock.sendall(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n")
+        # (four times the largest body with images: core/rules.py Limits.max_body_bytes, api/serving.py)
+        sock.sendall(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000000\r\n\r\n")
         sock.settimeout(10)
         assert sock.recv(100).startswith(b"HTTP/1.1 413")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import threading
 
+from core.models import Variant
 from core.tasks import GenerationParams, OutputSpec, TaskStatus
 from taskqueue.store import NewTask, TaskStore
+
+DEMO = Variant("demo")
 
 
 def test_a_task_moving_from_waiting_to_running_is_never_missing_from_a_listing(tmp_path):
     store = TaskStore(tmp_path / "tasks.sqlite3")
     ids = {
-        store.add(NewTask(GenerationParams(f"p{i}", i, 64, 64, 1, 3.5), OutputSpec(), False, "demo")).id
+        store.add(NewTask(GenerationParams(f"p{i}", i, 64, 64, 1, 3.5), OutputSpec(), False, "demo", DEMO)).id
         for i in range(300)
     }
     claimed = threading.Event()

@@ -410,3 +410,174 @@ def test_keyboard_only_and_accessible_names(open_page, shared_server):
     assert nameless == []
     assert page.locator("[aria-live]").count() >= 1
     assert watch.errors == []
+
+
+# -- models chosen per task ----------------------------------------------------------------------------------------
+
+# Every text a card's status line or the queue's model cells showed, for transient states such as "loading …".
+RECORD_TEXTS_JS = """window.__texts = [];
+new MutationObserver(() => document.querySelectorAll('#cards .status-text, #queue-body td').forEach(
+  p => window.__texts.push(p.textContent))).observe(document, {subtree: true, childList: true, characterData: true});"""
+
+
+def model_options(page) -> list[str]:
+    return page.evaluate("() => [...document.querySelectorAll('#model option')].map(o => o.value)")
+
+
+def test_pick_a_model_generate_and_see_it_on_the_card(open_page, server_factory, tmp_path):
+    # At demo speed 1 loading demo-slow takes 2.5 s and a 512² image on it ~3 s: time to see both.
+    server = server_factory(demo_speed=1)
+    page, watch = open_page("about:blank", viewport={"width": 1280, "height": 900})
+    page.add_init_script(RECORD_TEXTS_JS)
+    page.goto(server.url + "/")
+
+    picker = page.get_by_label("Model", exact=True)
+    expect(picker).to_have_value("demo")  # the server's default is selected
+    assert model_options(page) == ["demo", "demo-fast", "demo-slow", "demo-edit", "demo-upscale"]
+    listed = server.get("/api/ls").json()
+    labels = page.evaluate("() => [...document.querySelectorAll('#model option')].map(o => o.textContent)")
+    assert all(listed[name]["label"] in text for name, text in zip(model_options(page), labels, strict=True))
+    expect(page.locator("#model-switch")).to_have_text("loaded · server default")
+    expect(page.get_by_role("button", name="Make default")).to_be_hidden()
+
+    # Picking a model puts its defaults in the form and says what the switch adds to the wait.
+    page.get_by_label("Steps", exact=True).fill("9")
+    page.get_by_label("Guidance", exact=True).fill("7")
+    picker.select_option("demo-slow")
+    expect(page.get_by_label("Steps", exact=True)).to_have_value(str(listed["demo-slow"]["steps"]))
+    expect(page.get_by_label("Guidance", exact=True)).to_have_value("3.5")
+    expect(page.locator("#model-switch")).to_have_text(re.compile(r"^switching adds ~\d+ s$"))
+    expect(page.locator("#model-defaults")).to_contain_text("4 steps · guidance 3.5")
+    expect(page.get_by_role("button", name="Make default")).to_be_visible()
+
+    generate(page, "a slow lighthouse", count=2)
+    card = page.locator("#cards > li")
+    expect(card).to_have_count(2)
+    for index in range(2):
+        expect(card.nth(index).locator(".meta .model-name")).to_have_text("demo-slow")
+    # The queue panel names each task's model.
+    expect(page.locator("#queue-body td.model-cell").first).to_have_text("demo-slow")
+    page.screenshot(path=tmp_path / "webui-models-running.png", full_page=True)
+    wait_images(page, range(2), timeout=40_000)
+
+    texts = page.evaluate("window.__texts")
+    assert any(text.startswith("Loading demo-slow…") for text in texts), "the card said its model was loading"
+    ids = [c["id"] for c in cards(page)]
+    assert [server.status(task_id)["model"] for task_id in ids] == ["demo-slow", "demo-slow"]
+    assert server.get("/api/ps").json()["model"] == "demo", "picking a model does not change the server's default"
+    assert not any(urlparse(url).path == "/api/load" for url in watch.requests)
+    expect(page.locator("#model-switch")).to_have_text("loaded")  # the list was refreshed: demo-slow is loaded now
+    screenshot = tmp_path / "webui-models.png"
+    page.screenshot(path=screenshot, full_page=True)
+    print(f"screenshot: {screenshot}")
+
+    # "New seed" asks for the model the card ran on, whatever is picked now; the card survives a reload.
+    picker.select_option("demo-fast")
+    card.nth(0).get_by_role("button", name=re.compile("^Same prompt, new seed")).click()
+    expect(card).to_have_count(3)
+    expect(card.nth(0).locator(".meta .model-name")).to_have_text("demo-slow")
+    wait_images(page, [0], timeout=40_000)
+    page.reload()
+    expect(page.get_by_label("Model", exact=True)).to_have_value("demo-fast")  # the pick is remembered
+    expect(card).to_have_count(3)
+    assert [c["meta"].split(" · ")[0] for c in cards(page)] == ["demo-slow"] * 3
+
+    # "Make default" is the one thing that changes the server's default.
+    page.get_by_role("button", name="Make default").click()
+    wait_for(lambda: server.get("/api/ps").json()["model"] == "demo-fast", 30, what="demo-fast to be the default")
+    expect(page.locator("#model-switch")).to_have_text("loaded · server default")
+    expect(page.get_by_role("button", name="Make default")).to_be_hidden()
+    expect(page.locator("#engine-label")).to_contain_text("(fast)")
+    assert watch.errors == []
+
+
+def test_the_form_follows_the_picked_models_fields_and_sizes(open_page, shared_server):
+    """A model without guidance or negative prompt and with coarser, smaller sizes (a stubbed /api/ls entry)."""
+    page, watch = open_page("about:blank")
+
+    def listing(route):
+        models = route.fetch().json()
+        models["boxy"] = models["demo"] | {
+            "label": "boxy test model", "default": False, "loaded": False, "steps": 12, "default_guidance": None,
+            "guidance_adjustable": False, "supports_negative_prompt": False, "size_step": 64, "min_side": 256,
+            "max_side": 1024, "switch_seconds": 75.0,
+        }  # fmt: skip
+        models["editor"] = models["demo"] | {"label": "an edit model", "default": False, "kind": "edit",
+                                             "needs_image": True}  # fmt: skip
+        route.fulfill(json=models)
+
+    page.route("**/api/ls", listing)
+    page.goto(shared_server.url + "/")
+    picker = page.get_by_label("Model", exact=True)
+    expect(picker).to_have_value("demo")
+    expect(page.locator("#model option[value=editor]")).to_be_disabled()  # this page sends no input image
+    expect(page.get_by_label("Guidance", exact=True)).to_be_visible()
+    expect(page.get_by_label("Negative prompt")).to_be_visible()
+
+    page.get_by_label("Size", exact=True).select_option("1280x720")
+    picker.select_option("boxy")
+    expect(page.locator("#model-switch")).to_have_text("switching adds ~1 min 15 s")
+    expect(page.locator("#model-defaults")).to_have_text(
+        "Defaults: 12 steps · fixed guidance · 256–1024 px in steps of 64"
+    )
+    expect(page.get_by_label("Steps", exact=True)).to_have_value("12")
+    expect(page.get_by_label("Guidance", exact=True)).to_be_hidden()
+    expect(page.get_by_label("Negative prompt")).to_be_hidden()
+    width = page.get_by_label("Width", exact=True)
+    assert [width.get_attribute(name) for name in ("min", "max", "step")] == ["256", "1024", "64"]
+    expect(width).to_have_value("1024")  # 1280 was beyond this model's largest side
+    expect(page.locator("#size-preset option[value='1280x720']")).to_be_disabled()
+    width.fill("2048")
+    page.get_by_label("Prompt", exact=True).fill("too wide")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#form-message")).to_have_text("Width must be between 256 and 1024.")
+    expect(page.locator("#cards > li")).to_have_count(0)
+
+    picker.select_option("demo")
+    expect(page.get_by_label("Guidance", exact=True)).to_be_visible()
+    expect(page.get_by_label("Negative prompt")).to_be_visible()
+    expect(page.get_by_label("Steps", exact=True)).to_have_value("4")
+    assert watch.errors == []
+
+
+def test_a_polled_card_says_its_model_is_loading(open_page, server_factory):
+    """Without /api/events the card reads `loading_model` from /api/status itself."""
+    server = server_factory(demo_speed=1)  # loading demo-slow: 2.5 s
+    page, watch = open_page("about:blank")
+    page.route("**/openapi.json", lambda route: route.fulfill(json={"openapi": "3.0.3", "paths": {}}))
+    page.goto(server.url + "/")
+    page.get_by_label("Model", exact=True).select_option("demo-slow")
+    generate(page, "a polled heron", count=1)
+    card = page.locator("#cards > li").first
+    expect(card.locator(".status-text")).to_have_text(re.compile(r"^Loading demo-slow… · ~"))
+    wait_images(page, [0], timeout=40_000)
+    expect(card.locator(".meta .model-name")).to_have_text("demo-slow")
+    assert not any(urlparse(url).path == "/api/events" for url in watch.requests)
+    assert watch.errors == []
+
+
+def test_a_polled_card_ends_when_its_task_is_cancelled_or_fails_elsewhere(open_page, server_factory):
+    """/api/status answers 410 for a cancelled or failed task: a polling card takes the body as its status."""
+    server = server_factory(demo_speed=2)
+    page, watch = open_page("about:blank")
+    page.route("**/openapi.json", lambda route: route.fulfill(json={"openapi": "3.0.3", "paths": {}}))
+    page.goto(server.url + "/")
+    blocker = server.generate("a slow blocker", width=1024, height=1024, steps=8)
+    server.wait_status(blocker, "running", timeout=20)
+
+    generate(page, "a heron cleared by someone else", count=1)
+    card = page.locator("#cards > li").first
+    expect(card).to_have_attribute("data-status", "waiting")
+    server.get("/api/clear").raise_for_status()
+    expect(card).to_have_attribute("data-status", "cancelled")
+    expect(card.locator(".status-text")).to_have_text("Cancelled")
+    card_id = card.get_attribute("data-task-id")
+    assert page.evaluate("(id) => !scheduler.jobs.has(`card:${id}`)", card_id), "it stopped polling"
+
+    generate(page, "a broken heron [demo-fault:raise]", count=1)
+    failed = page.locator("#cards > li").first
+    expect(failed).to_have_attribute("data-status", "failed")
+    expect(failed.locator(".status-text")).to_have_text(server.status(failed.get_attribute("data-task-id"))["error"])
+    assert not any(urlparse(url).path == "/api/events" for url in watch.requests)
+    # The browser logs each 410 it was answered; the page itself logs nothing.
+    assert [e for e in watch.errors if "status of 410" not in e] == []

@@ -11,24 +11,26 @@ from pathlib import Path
 from PIL import Image
 
 from core.files import write_atomically
+from worker.compositing import join
 from worker.encoding import encode_image
-from worker.engines.base import Engine
+from worker.engines.base import LoadedModel
 from worker.outbox import Outbox
 from worker.protocol import Failed, Finished, Submit
 
 log = logging.getLogger(__name__)
 
+Job = tuple[Submit, Image.Image, LoadedModel]
+
 
 class Encoder:
-    def __init__(self, engine: Engine, outbox: Outbox) -> None:
-        self._engine = engine
+    def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
-        self._jobs: queue.SimpleQueue[tuple[Submit, Image.Image] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="encoder", daemon=True)
         self._thread.start()
 
-    def submit(self, task: Submit, image: Image.Image) -> None:
-        self._jobs.put((task, image))
+    def submit(self, task: Submit, image: Image.Image, model: LoadedModel) -> None:
+        self._jobs.put((task, image, model))
 
     def close(self) -> None:
         """Finish what is queued, then stop."""
@@ -39,10 +41,12 @@ class Encoder:
         while (job := self._jobs.get()) is not None:
             self._store(*job)
 
-    def _store(self, task: Submit, image: Image.Image) -> None:
+    def _store(self, task: Submit, image: Image.Image, model: LoadedModel) -> None:
         began = time.monotonic()
         try:
-            data = encode_image(image, task.output, self._engine.image_metadata(task.params))
+            if task.params.composite is not None:
+                image = join(image, task.params.composite, task.inputs_dir)
+            data = encode_image(image, task.output, model.image_metadata(task.params))
         except Exception as error:
             log.exception("encoding failed", extra={"task_id": task.task_id})
             self._outbox.send(Failed(task.task_id, time.time(), "encoding", f"{type(error).__name__}: {error}"))

@@ -1,25 +1,35 @@
-"""Messages between the server and its worker process: plain, picklable, frozen dataclasses.
+"""Messages between the server and a worker: plain, picklable, frozen dataclasses, handled by type.
 
 Errors cross as data (a kind and a message), never as pickled exceptions.
 
-    server -> worker:  Submit, Shutdown
-    worker -> server:  Ready | LoadFailed, Started, Rendered, Finished, Failed, Cancelled, Log
+    server -> worker:  Preload, Submit, Shutdown
+    worker -> server:  Ready | EngineFailed, Loading, Loaded | LoadFailed, Started, Rendered, Finished,
+                       Failed, Cancelled, Log
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.engines import EngineInfo
+from core.models import Variant
 from core.tasks import GenerationParams, OutputSpec
+
+
+@dataclass(frozen=True)
+class Preload:
+    """Load this variant now, so that the tasks that need it do not wait for it (the default model, /api/load)."""
+
+    variant: Variant
 
 
 @dataclass(frozen=True)
 class Submit:
     task_id: str
+    variant: Variant
     params: GenerationParams
     output: OutputSpec
     image_path: str  # where the encoded image must end up (written atomically)
+    inputs_dir: str  # where the task's input images are (params name files in it)
 
 
 @dataclass(frozen=True)
@@ -29,12 +39,34 @@ class Shutdown:
 
 @dataclass(frozen=True)
 class Ready:
-    info: EngineInfo
-    load_seconds: float
+    """The engine works here (mflux imports); models load on demand."""
+
+    engine: str
+
+
+@dataclass(frozen=True)
+class EngineFailed:
+    """The engine itself cannot work here; nothing will run until the operator fixes it."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Loading:
+    variant: str  # Variant.key
+    at: float
+
+
+@dataclass(frozen=True)
+class Loaded:
+    variant: str
+    seconds: float
+    evicted: tuple[str, ...] = ()  # variants let go to make room (--max-loaded-models)
 
 
 @dataclass(frozen=True)
 class LoadFailed:
+    variant: str
     message: str
 
 
@@ -46,12 +78,21 @@ class Started:
 
 @dataclass(frozen=True)
 class Rendered:
-    """The engine is free again: the pixels exist and are being encoded beside the next task."""
+    """The engine is free again: the pixels exist and are being encoded beside the next task.
+
+    The phases are what the forecaster learns from: before the loop (text encoding, latents), the loop, after it
+    (decoding). `first_after_load`: the first image of a freshly loaded variant (it warms up)."""
 
     task_id: str
     at: float
-    engine_seconds: float  # from Started to Rendered: what the forecaster learns from
+    engine_seconds: float  # from Started to Rendered
     step_seconds: float | None = None  # mean time of one denoising step; None if the engine reported none
+    before_loop_seconds: float | None = None
+    loop_seconds: float | None = None
+    after_loop_seconds: float | None = None
+    steps_run: int = 0
+    prompt_cached: bool | None = None
+    first_after_load: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,7 +107,7 @@ class Finished:
 class Failed:
     task_id: str
     at: float
-    kind: str  # "generation" (the engine raised) or "encoding" (the image could not be written)
+    kind: str  # "generation" (the engine raised), "encoding" (the image could not be written), "load", "input"
     message: str
 
 
@@ -83,5 +124,7 @@ class Log:
     task_id: str | None = None
 
 
-ToWorker = Submit | Shutdown
-FromWorker = Ready | LoadFailed | Started | Rendered | Finished | Failed | Cancelled | Log
+ToWorker = Preload | Submit | Shutdown
+FromWorker = (
+    Ready | EngineFailed | Loading | Loaded | LoadFailed | Started | Rendered | Finished | Failed | Cancelled | Log
+)

@@ -43,6 +43,7 @@ class StatusTable:
 
     def __init__(self, context: BaseContext) -> None:
         self._shared = context.RawValue(_Table)
+        self._last: LiveProgress | None = None  # the reader's last consistent snapshot
 
     # -- worker side -------------------------------------------------------------------------------------
 
@@ -96,6 +97,7 @@ class StatusTable:
     def reset(self) -> None:
         """After a worker died: whatever it was doing is over (and it may have died mid-write)."""
         ctypes.memset(ctypes.addressof(self._shared), 0, ctypes.sizeof(_Table))
+        self._last = None
 
     def snapshot(self) -> LiveProgress | None:
         """The task the engine has or last had, or None when it has had none since it started."""
@@ -108,10 +110,12 @@ class StatusTable:
                 if table.sequence == before:
                     break
         else:
-            return None  # a writer that died mid-write; the supervisor resets the table
+            # The worker is in the middle of a write (preempted there, or it died and the supervisor will reset
+            # the table): the last consistent read is one write old, which beats "no progress at all".
+            return self._last
         if not copy.task_id:
             return None
-        return LiveProgress(
+        self._last = LiveProgress(
             task_id=copy.task_id.decode(),
             started_at=copy.started_at,
             steps=copy.steps,
@@ -121,6 +125,7 @@ class StatusTable:
             rendered_at=copy.rendered_at or None,
             preview_count=copy.preview_count,
         )
+        return self._last
 
     @property
     def worker_pid(self) -> int:

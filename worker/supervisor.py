@@ -2,6 +2,7 @@
 
 The supervisor knows nothing about tasks. It hands every message and every exit to `WorkerEvents` (the
 scheduler), which decides what they mean for the queue.
+A worker that dies before `Ready` twice in a row, or reports `EngineFailed`, halts the respawning.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import Protocol
 
 from worker.loop import WorkerSettings, run_worker
-from worker.protocol import FromWorker, LoadFailed, Ready, Shutdown, Submit
+from worker.protocol import EngineFailed, FromWorker, Ready, Shutdown, ToWorker
 from worker.status_table import StatusTable
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,8 @@ class Supervisor:
         process = self._process
         return process.pid if process is not None else None
 
-    def submit(self, message: Submit) -> bool:
-        """Hand a task to the worker; False if it is gone (its exit will be reported separately)."""
+    def send(self, message: ToWorker) -> bool:
+        """Hand a message to the worker; False if it is gone (its exit will be reported separately)."""
         with self._send_lock:
             if self._inbox is None:
                 return False
@@ -180,7 +181,7 @@ class Supervisor:
                 return was_ready, load_error
             if isinstance(message, Ready):
                 was_ready = True
-            elif isinstance(message, LoadFailed):
+            elif isinstance(message, EngineFailed):
                 load_error = message.message
             try:
                 self._events.on_message(message)

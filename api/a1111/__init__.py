@@ -6,7 +6,7 @@ from flask import Flask
 from flask_smorest import Api
 
 from api.a1111.errors import A1111Shape
-from api.a1111.views import DEFAULT_SIDE, blp
+from api.a1111.views import DEFAULT_SIDE, blp, checkpoint_names
 from api.context import service_of
 from api.documents import document_prompts, document_ranges
 from api.errors import register_shape
@@ -16,8 +16,10 @@ from core.rules import MAX_SEED
 def init_app(app: Flask, api: Api) -> None:
     api.register_blueprint(blp)
     register_shape(app, A1111Shape())
-    limits = service_of(app).limits
-    txt2img = api.spec.components.schemas["Txt2Img"]
+    service = service_of(app)
+    limits = service.limits
+    schemas = api.spec.components.schemas
+    txt2img = schemas["Txt2Img"]
     properties = txt2img["properties"]
     document_prompts(properties, limits)
     document_ranges(properties, limits, {"guidance": "cfg_scale", "seed": None, "quality": None})
@@ -28,6 +30,11 @@ def init_app(app: Flask, api: Api) -> None:
     for name in ("batch_size", "n_iter"):
         properties[name].update(minimum=1, maximum=cap)
     # batch_size × n_iter <= cap, said in JSON Schema: one branch per batch size.
+    from_text = [*checkpoint_names(service, from_text_only=True), None]  # txt2img and the default: no image needed
+    schemas["Options"]["properties"]["sd_model_checkpoint"]["enum"] = from_text
+    properties["override_settings"].update(
+        {"properties": {"sd_model_checkpoint": {"type": "string", "nullable": True, "enum": from_text}}}
+    )
     txt2img["anyOf"] = [
         {"properties": {"batch_size": {"maximum": size}, "n_iter": {"maximum": cap // size}}}
         for size in range(1, cap + 1)

@@ -14,7 +14,14 @@ from werkzeug.exceptions import HTTPException
 from api.errors import reason
 
 # GenerationRequest fields by the names A1111's requests give them.
-FIELD_NAMES = {"guidance": "cfg_scale", "count": "batch_size"}
+FIELD_NAMES = {
+    "guidance": "cfg_scale",
+    "count": "batch_size",
+    "model": "override_settings.sd_model_checkpoint",
+    "init_image": "init_images",
+    "mask_image": "mask",
+    "image_strength": "denoising_strength",
+}
 
 
 class A1111ErrorSchema(Schema):
@@ -40,7 +47,8 @@ class A1111Shape:
         return a1111_error(status, message, headers=headers)
 
     def field_name(self, name: str) -> str:
-        return FIELD_NAMES.get(name, name)
+        base, dot, rest = name.partition(".")  # init_images.1: the second image
+        return FIELD_NAMES.get(base, base) + (f".{rest}" if dot else "")
 
     def unrouted(self, error: HTTPException, headers: Mapping) -> Response:
         return a1111_error(error.code or 404, error.name, headers=headers)  # FastAPI says just "Not Found"

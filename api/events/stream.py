@@ -1,10 +1,11 @@
 """/api/events: one task's life as Server-Sent Events, so a browser follows it without polling.
 
 Events, each with an `id:` that names the state it reports:
-- `queued` {task_id, pos, wait_remaining}: on connecting, when the position changes, and when the forecast
-  moves away from a plain countdown by more than a second (or 10 %); id `queued-<pos>`.
-- `progress` {task_id, step, steps, wait_remaining}: when the task starts, and after every step; id
-  `progress-<step>`.
+- `queued` {task_id, pos, wait_remaining, model, loading_model}: on connecting, when the position or the model
+  to load before it changes, and when the forecast moves away from a plain countdown by more than a second (or
+  10 %); id `queued-<pos>`.
+- `progress` {task_id, step, steps, wait_remaining, model, loading_model}: when the task starts, while its model
+  loads (`loading_model` set) and once it has loaded, and after every step; id `progress-<step>`.
 - `preview` {task_id, url}: when the running task has a new preview; id `preview-<count>`.
 - `done` {task_id, image_url}, `failed` {task_id, error}, `cancelled` {task_id}: the last event; the stream
   ends after it. Ids `done`, `failed`, `cancelled`.
@@ -50,8 +51,8 @@ class TaskEvents:
         self.task_id = task_id
         self.image_url = image_url
         self.preview_url = preview_url
-        self._queued: tuple[int, float, float] | None = None  # position, forecast, when it was sent
-        self._step: tuple[int, int] | None = None
+        self._queued: tuple[int, str | None, float, float] | None = None  # position, load, forecast, sent at
+        self._step: tuple[int, int, str | None] | None = None
         kind, _, number = last_event_id.partition("-")
         self._previews = int(number) if kind == "preview" and number.isdigit() else 0
 
@@ -63,11 +64,11 @@ class TaskEvents:
             return self._queued_event(view, now)
         events: list[Event] = []
         progress = view.progress
-        step = (progress.step, progress.steps) if progress else (0, task.params.steps)
-        if step != self._step:
-            self._step = step
-            data = {"task_id": self.task_id, "step": step[0], "steps": step[1]}
-            events.append(Event("progress", f"progress-{step[0]}", data | {"wait_remaining": _seconds(view)}))
+        step = (progress.step, progress.steps) if progress else (0, task.params.steps_run)
+        if (*step, view.loading) != self._step:
+            self._step = (*step, view.loading)
+            data = {"task_id": self.task_id, "step": step[0], "steps": step[1], "wait_remaining": _seconds(view)}
+            events.append(Event("progress", f"progress-{step[0]}", data | _model(view)))
         if view.previews > self._previews:
             self._previews = view.previews
             url = f"{self.preview_url}&n={view.previews}"  # a new URL per preview, so <img> and caches reload
@@ -77,13 +78,14 @@ class TaskEvents:
     def _queued_event(self, view: TaskView, now: float) -> list[Event]:
         position, forecast = view.position or 0, view.wait_remaining
         if self._queued is not None:
-            last_position, last_forecast, sent_at = self._queued
+            last_position, last_loading, last_forecast, sent_at = self._queued
             expected = max(last_forecast - (now - sent_at), 0.0)  # what a client counting down shows now
-            if position == last_position and abs(forecast - expected) <= max(1.0, 0.1 * expected):
+            same = position == last_position and view.loading == last_loading
+            if same and abs(forecast - expected) <= max(1.0, 0.1 * expected):
                 return []
-        self._queued = (position, forecast, now)
+        self._queued = (position, view.loading, forecast, now)
         data = {"task_id": self.task_id, "pos": position, "wait_remaining": _seconds(view)}
-        return [Event("queued", f"queued-{position}", data)]
+        return [Event("queued", f"queued-{position}", data | _model(view))]
 
     def _final(self, view: TaskView) -> Event:
         task = view.task
@@ -94,6 +96,11 @@ class TaskEvents:
         elif task.status is TaskStatus.FAILED:
             data["error"] = task.error
         return Event(name, name, data)
+
+
+def _model(view: TaskView) -> dict:
+    """The model it runs on, and the one loaded before it runs (null when none is)."""
+    return {"model": view.task.variant.key, "loading_model": view.loading}
 
 
 def _seconds(view: TaskView) -> float:

@@ -11,6 +11,7 @@ from flask_smorest import abort
 from api.context import service
 from api.errors import ErrorSchema
 from api.images.schemas import ImageArgsSchema
+from api.safe_methods import is_head
 from api.smorest import ApiBlueprint
 from api.tasks.schemas import TaskIdSchema
 
@@ -31,7 +32,8 @@ class ImageView(MethodView):
     @blp.doc(responses={"200": {"content": IMAGE_CONTENT}})
     def get(self, args):
         """The encoded image; deleted once fetched unless delete=false (as in the original)."""
-        data, image_format = service().image(args["task_id"], delete=args["delete"])
+        delete = args["delete"] and not is_head()  # a HEAD: the headers a GET would send; the image stays
+        data, image_format = service().image(args["task_id"], delete=delete)
         filename = f"{args['task_id']}.{image_format.extension}"
         headers = {"Cache-Control": "no-store", "Content-Disposition": f'inline; filename="{filename}"'}
         if args["base64"]:

@@ -8,7 +8,7 @@ from flask import Flask
 from flask_smorest import Api
 
 from api.context import service_of
-from api.documents import document_prompts
+from api.documents import document_prompts, model_spellings
 from api.errors import register_shape
 from api.openai_images.errors import OpenAIShape
 from api.openai_images.schemas import COMMON_SIZES, OPENAI_MODEL_NAMES
@@ -29,4 +29,12 @@ def init_app(app: Flask, api: Api) -> None:
     images["size"]["description"] += (
         f" Any WIDTHxHEIGHT with sides from {limits.min_side} to {limits.max_side} is accepted; common ones listed."
     )
-    images["model"]["pattern"] = f"^({re.escape(service.info.model)}|{OPENAI_MODEL_NAMES})$"
+    from_text = "|".join(re.escape(spelling) for spelling in model_spellings(service, from_text_only=True))
+    images["model"]["pattern"] = f"^({from_text}|{OPENAI_MODEL_NAMES})$"
+    for edits in ("ImageEditForm", "ImageEditJson"):
+        properties = api.spec.components.schemas[edits]["properties"]
+        document_prompts(properties, limits)
+        properties["n"].update(minimum=1, maximum=limits.max_images_per_request)
+        properties["size"]["enum"] = images["size"]["enum"]
+        any_model = "|".join(re.escape(spelling) for spelling in model_spellings(service))
+        properties["model"]["pattern"] = f"^({any_model}|{OPENAI_MODEL_NAMES})$"

@@ -15,7 +15,14 @@ from werkzeug.exceptions import HTTPException
 ERROR_TYPES = {401: "invalid_request_error", 429: "rate_limit_error"}
 CODES = {401: "invalid_api_key", 404: "not_found", 429: "rate_limit_exceeded", 503: "engine_unavailable"}
 # GenerationRequest fields by the names OpenAI's requests give them.
-FIELD_NAMES = {"width": "size", "height": "size", "count": "n"}
+FIELD_NAMES = {
+    "width": "size",
+    "height": "size",
+    "count": "n",
+    "init_image": "image",
+    "init_images": "image",
+    "mask_image": "mask",
+}
 
 
 class OpenAIErrorDetailSchema(Schema):
@@ -53,7 +60,8 @@ class OpenAIShape:
         return openai_error(status, message, param=field, code=code, headers=headers)
 
     def field_name(self, name: str) -> str:
-        return FIELD_NAMES.get(name, name)
+        base, dot, rest = name.partition(".")  # init_images.1: the second image
+        return FIELD_NAMES.get(base, base) + (f"[{rest}]" if dot and base in ("init_images",) else "")
 
     def unrouted(self, error: HTTPException, headers: Mapping) -> Response:
         message = f"Invalid URL ({request.method} {request.path})." if error.code == 404 else error.description

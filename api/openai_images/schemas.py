@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
 from api.context import service
+from api.fields import BASE64_IMAGE_DOC, Base64Image
+from core.rules import MAX_CALLBACK_URL_CHARS
 from core.tasks import ImageFormat
 
 SIZE_PATTERN = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
@@ -24,24 +26,53 @@ COMMON_SIZES = ("256x256", "512x512", "768x768", "1024x1024", "1024x1536", "1536
 
 
 def served_model_names() -> list[str]:
-    """The names under which the loaded model is listed (the first is its own)."""
-    return [service().info.model]
+    """Every model this server offers, the default first."""
+    tasks = service()
+    default = tasks.default_model.name
+    return [default, *(m.info.name for m in tasks.models() if m.offered and m.info.name != default)]
 
 
-def is_served_model(name: str) -> bool:
-    own = {n.lower() for n in served_model_names()}
-    return name.lower() in own or bool(_OPENAI_MODEL.match(name))
+def is_openai_name(name: str) -> bool:
+    return bool(_OPENAI_MODEL.match(name))
+
+
+def model_named(name: str) -> str | None:
+    """The model a request's `model` means: one of ours (by name or alias), or None for OpenAI's own names
+    (the server's default model). Raises ValidationError for anything else."""
+    if is_openai_name(name):
+        return None
+    model = service().find_model(name)
+    if model is None:
+        raise ValidationError(
+            f"The model {name!r} is not served here. This server offers {', '.join(served_model_names())}; "
+            "OpenAI's model names (dall-e-2, dall-e-3, gpt-image-1, …) mean its default model."
+        )
+    return model.name
 
 
 @dataclass(frozen=True)
 class ImagesRequest:
     prompt: str
+    model: str | None  # one of ours; None: the server's default
     n: int
-    width: int | None  # None: the server's default
+    width: int | None  # None: the server's default (or, for an edit, the image's size)
     height: int | None
     response_format: str  # "url" or "b64_json"
     format: ImageFormat
     quality: int
+    callback_url: str | None = None  # our extension: a webhook per image
+    stream: bool = False
+    partial_images: int = 0
+    size_text: str = "auto"  # as asked, for the stream's events
+    quality_text: str = "auto"
+    background: str = "auto"
+    images: tuple[bytes, ...] = ()  # edits: the pictures, the first one edited (and masked)
+    mask: bytes | None = None  # edits: transparent where the first picture is edited
+    image_strength: float | None = None  # our extension: img2img's share of the image kept
+
+    @property
+    def output_format(self) -> str:
+        return {ImageFormat.JPEG: "jpeg", ImageFormat.PNG: "png", ImageFormat.WEBP: "webp"}[self.format]
 
 
 class Size(fields.String):
@@ -73,26 +104,27 @@ class Quality(fields.Raw):
 
 
 class Model(fields.String):
+    """A model of ours, or one of OpenAI's names (which mean the default); checked, kept as sent."""
+
     def _deserialize(self, value, attr, data, **kwargs):
         name = super()._deserialize(value, attr, data, **kwargs)
-        if name and not is_served_model(name):
-            raise ValidationError(
-                f"The model {name!r} is not served here. This server runs {served_model_names()[0]!r}; "
-                "OpenAI's model names (dall-e-2, dall-e-3, gpt-image-1, …) are accepted as aliases for it."
-            )
+        if name:
+            model_named(name)
         return name
 
 
-class ImageGenerationSchema(Schema):
+class ImageRequestSchema(Schema):
+    """The fields generations and edits share."""
+
     class Meta:
-        unknown = EXCLUDE  # style, background, moderation, user, …: accepted and ignored
+        unknown = EXCLUDE  # moderation, user, input_fidelity, …: accepted and ignored
 
     prompt = fields.String(required=True, metadata={"example": "A lighthouse at dusk, oil painting"})
     model = Model(
         load_default=None,
         allow_none=True,
-        metadata={"description": "The loaded model's name; OpenAI's names (dall-e-2, dall-e-3, gpt-image-1, …) "
-                  "are accepted too and mean the same model. Absent: the loaded model."},
+        metadata={"description": "A model this server offers (GET /v1/models), by name or alias; OpenAI's names "
+                  "(dall-e-2, dall-e-3, gpt-image-1, …) mean the server's default model, as does no model."},
     )  # fmt: skip
     n = fields.Integer(load_default=1, allow_none=True, metadata={"description": "How many images (1 to the cap)."})
     size = Size(load_default=None, allow_none=True, metadata={"description": "'WIDTHxHEIGHT' or 'auto' (1024x1024)."})
@@ -119,7 +151,37 @@ class ImageGenerationSchema(Schema):
             ],
         },
     )
+    background = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.OneOf(["auto", "opaque"], error="This server's models make opaque images: use auto or "
+                                "opaque."),
+        metadata={"description": "auto or opaque (these models cannot make a transparent background)."},
+    )  # fmt: skip
+    stream = fields.Boolean(
+        load_default=False,
+        allow_none=True,
+        metadata={"description": "Server-Sent Events: partial images, then each image."},
+    )
+    partial_images = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(0, 3),
+        metadata={
+            "description": "With stream: up to this many partial images per image, from its previews "
+            "(without a stream there is nothing to show them in, and they are not made)."
+        },
+    )
     user = fields.String(load_default=None, allow_none=True, metadata={"description": "Ignored."})
+    callback_url = fields.String(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "mflux-server's extension: a webhook URL, POSTed each image's outcome when it ends, as "
+            "for POST /api/generate.",
+            "maxLength": MAX_CALLBACK_URL_CHARS,
+        },
+    )
 
     @post_load
     def _to_request(self, data: dict, **kwargs) -> ImagesRequest:
@@ -133,13 +195,73 @@ class ImageGenerationSchema(Schema):
             quality = max(1, data["output_compression"])
         return ImagesRequest(
             prompt=data["prompt"],
+            model=model_named(model) if model else None,
             n=data["n"] if data.get("n") is not None else 1,
             width=width,
             height=height,
             response_format=response_format,
             format=FORMATS[(data.get("output_format") or "png").lower()],
             quality=quality,
+            callback_url=data.get("callback_url"),
+            stream=bool(data.get("stream")),
+            partial_images=data.get("partial_images") or 0,
+            size_text=f"{width}x{height}" if width else "auto",
+            quality_text=_quality_word(data.get("quality")),
+            background=data.get("background") or "auto",
+            **self._images(data),
         )
+
+    def _images(self, data: dict) -> dict:
+        return {}
+
+
+def _quality_word(quality: int | None) -> str:
+    """The quality word an event reports (OpenAI's type allows only words)."""
+    words = {60: "low", 80: "medium", 92: "high"}
+    return words.get(quality, "auto") if quality is not None else "auto"
+
+
+class ImageGenerationSchema(ImageRequestSchema):
+    """POST /v1/images/generations: JSON."""
+
+
+class ImageEditFormSchema(ImageRequestSchema):
+    """POST /v1/images/edits as the `openai` package sends it: multipart form fields (the files apart)."""
+
+    image_strength = fields.Float(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "mflux-server's extension, for text-to-image models: how much of the image is "
+                  "kept, 0 to 1 (default 0.4)."},
+    )  # fmt: skip
+
+    def _images(self, data: dict) -> dict:
+        return {"image_strength": data.get("image_strength")}
+
+
+class ImageReferenceSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    image_url = Base64Image(
+        required=True,
+        metadata=BASE64_IMAGE_DOC | {"description": "A data: URL (data:image/png;base64,…); no URL is fetched."},
+    )
+
+
+class ImageEditJsonSchema(ImageEditFormSchema):
+    """POST /v1/images/edits with a JSON body, as OpenAI's API also takes it: images as data URLs."""
+
+    images = fields.List(fields.Nested(ImageReferenceSchema), required=True, validate=validate.Length(min=1))
+    mask = fields.Nested(ImageReferenceSchema, load_default=None, allow_none=True)
+
+    def _images(self, data: dict) -> dict:
+        mask = data.get("mask")
+        return {
+            "images": tuple(item["image_url"] for item in data["images"]),
+            "mask": mask["image_url"] if mask else None,
+            "image_strength": data.get("image_strength"),
+        }
 
 
 class ImageSchema(Schema):

@@ -16,12 +16,17 @@ class HealthSchema(Schema):
     worker_restarts = fields.Integer(required=True)
     waiting = fields.Integer(required=True)
     running = fields.Integer(required=True)
+    loaded = fields.List(fields.String(), required=True, metadata={"description": "Variants the worker holds."})
+    loading = fields.String(allow_none=True, required=True)
 
 
 class InfoSchema(Schema):
     version = fields.String(required=True)
     engine = fields.String(required=True)
-    model = fields.String(required=True)
+    model = fields.String(required=True, metadata={"description": "The default model."})
+    variant = fields.String(
+        required=True, metadata={"description": "The default model's variant (quantization, LoRAs)."}
+    )
     label = fields.String(required=True)
     demo = fields.Boolean(required=True)
     default_steps = fields.Integer(required=True)
@@ -32,9 +37,13 @@ class InfoSchema(Schema):
     min_side = fields.Integer(required=True)
     max_side = fields.Integer(required=True)
     max_pixels = fields.Integer(required=True)
+    max_input_mb = fields.Float(required=True, metadata={"description": "Largest input image file, in MB."})
+    max_input_side = fields.Integer(required=True, metadata={"description": "Largest side of an input image."})
+    max_input_images = fields.Integer(required=True, metadata={"description": "Most input images per task."})
     max_steps = fields.Integer(required=True)
     max_prompt_chars = fields.Integer(required=True)
     max_images_per_request = fields.Integer(required=True)
     formats = fields.List(fields.String(), required=True)
     previews = fields.Boolean(required=True)
     auth_required = fields.Boolean(required=True)
+    models = fields.List(fields.String(), required=True, metadata={"description": "Every model offered (GET /api/ls)."})

@@ -30,13 +30,14 @@ class Health(MethodView):
 class Info(MethodView):
     @blp.response(200, InfoSchema)
     def get(self):
-        """The loaded engine and model, their defaults, and the server's limits (what a client form needs)."""
+        """The default model and its defaults, the offered models, and the server's limits (what a form needs)."""
         tasks = service()
-        info, limits = tasks.info, tasks.limits
+        info, limits = tasks.default_model, tasks.limits
         return {
             "version": __version__,
-            "engine": info.name,
-            "model": info.model,
+            "engine": tasks.engine,
+            "model": info.name,
+            "variant": tasks.default_variant.key,
             "label": info.label,
             "demo": info.is_demo,
             "default_steps": info.default_steps,
@@ -50,7 +51,11 @@ class Info(MethodView):
             "max_steps": limits.max_steps,
             "max_prompt_chars": limits.max_prompt_chars,
             "max_images_per_request": limits.max_images_per_request,
+            "max_input_mb": limits.max_input_mb,
+            "max_input_side": limits.max_input_side,
+            "max_input_images": limits.max_input_images,
             "formats": [f.value for f in ImageFormat],
             "previews": tasks.previews_enabled,
             "auth_required": bool(current_app.config.get("MFLUX_API_KEY")),
+            "models": [m.info.name for m in tasks.models() if m.offered],
         }

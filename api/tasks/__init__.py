@@ -6,14 +6,17 @@ from flask import Flask
 from flask_smorest import Api
 
 from api.context import service_of
-from api.documents import document_prompts, document_ranges
+from api.documents import document_models, document_prompts, document_ranges
 from api.tasks.views import blp
 
 
 def init_app(app: Flask, api: Api) -> None:
     api.register_blueprint(blp)
-    limits = service_of(app).limits
-    properties = api.spec.components.schemas["GenerateRequest"]["properties"]
+    service = service_of(app)
+    limits = service.limits
+    schemas = api.spec.components.schemas
+    properties = schemas["GenerateRequest"]["properties"]
+    document_models(properties, service, schemas)
     document_prompts(properties, limits)
     document_ranges(properties, limits, {"seed": None})  # the seed's own schema says -1 means random
     for side in ("width", "height"):

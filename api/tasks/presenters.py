@@ -15,6 +15,8 @@ def status_of(view: TaskView) -> dict:
         "wait_remaining": round(view.wait_remaining, 3),
         "progress": {"step": progress.step, "steps": progress.steps} if progress else None,
         "error": task.error,
+        "model": task.variant.key,
+        "loading_model": view.loading,
     }
 
 
@@ -38,12 +40,16 @@ def task_of(view: TaskView) -> dict:
         "end_time": task.ended_at,
         "render_end_time": task.rendered_at,
         "attempts": task.attempts,
+        "input_images": params.input_pictures,
+        "image_strength": params.image_strength,
+        "masked": params.masked,
     }
 
 
 def submission_of(view: TaskView) -> dict:
     params = view.task.params
     return {
+        "model": view.task.variant.key,
         "task_id": view.task.id,
         "task_length": view.tasks_ahead,
         "expected_time_seconds": round(view.wait_remaining, 3),

@@ -5,8 +5,10 @@ from __future__ import annotations
 from flask import jsonify
 from flask.views import MethodView
 
+from api.bodies import takes_images
 from api.context import caller, service
 from api.errors import ErrorSchema
+from api.safe_methods import acts_on_get
 from api.smorest import ApiBlueprint
 from api.tasks.presenters import status_of, submission_of, task_of
 from api.tasks.schemas import (
@@ -27,6 +29,7 @@ ERRORS = {404: "No task with this task_id.", 422: "Invalid parameters; the messa
 
 
 @blp.route("/generate")
+@takes_images
 class Generate(MethodView):
     @blp.arguments(GenerateRequestSchema())  # instances: a class would be instantiated per request
     @blp.response(200, GenerateResponseSchema)
@@ -44,14 +47,31 @@ class Generate(MethodView):
         return submission_of(service().submit(generation, caller()))
 
 
+ENDED_WITHOUT_IMAGE = 410  # failed or cancelled: non-2xx, so that the original's clients stop polling
+
+
 @blp.route("/status")
 class Status(MethodView):
     @blp.arguments(TaskIdSchema(), location="query")
     @blp.response(200, StatusSchema)
+    @blp.alt_response(
+        410,
+        schema=StatusSchema,
+        description="The task failed or was cancelled: it will have no image (`status` and `error` say which).",
+    )
     @blp.alt_response(404, schema=ErrorSchema, description=ERRORS[404])
     def get(self, args):
-        """Where a task stands: status, queue position, seconds remaining, step progress, error."""
-        return status_of(service().status(args["task_id"]))
+        """Where a task stands: status, queue position, seconds remaining, step progress, error.
+
+        A failed or cancelled task answers 410 (with the same body): the original server's clients poll until
+        "done" and treat any 200 as "not yet", so a 200 would keep them polling forever."""
+        view = service().status(args["task_id"])
+        return status_of(view), status_code(view)
+
+
+def status_code(view) -> int:
+    """200 while a task is on its way or done; 410 once it has ended without an image."""
+    return ENDED_WITHOUT_IMAGE if view.task.status in (TaskStatus.FAILED, TaskStatus.CANCELLED) else 200
 
 
 @blp.route("/tasks")
@@ -75,6 +95,7 @@ class Tasks(MethodView):
 
 
 @blp.route("/cancel")
+@acts_on_get
 class Cancel(MethodView):
     @blp.arguments(TaskIdSchema(), location="query")
     @blp.response(200, CancelResponseSchema)
@@ -103,6 +124,7 @@ def _cancel(task_id: str) -> dict:
 
 
 @blp.route("/clear")
+@acts_on_get
 class Clear(MethodView):
     @blp.response(200, ClearResponseSchema)
     def get(self):

@@ -14,6 +14,7 @@ import os
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 import argparse
+import base64
 import tempfile
 import threading
 import time
@@ -47,17 +48,27 @@ class ServerApi:
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
 
-    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def call(self, method: str, path: str, accept: tuple[int, ...] = (), **kwargs: Any) -> requests.Response:
+        """The response, or gr.Error for a failure (`accept`: error statuses whose body is the answer)."""
         try:
             response = self.session.request(method, self.base_url + path, timeout=HTTP_TIMEOUT, **kwargs)
         except requests.RequestException as error:
             raise gr.Error(f"Cannot reach the mflux server at {self.base_url} ({type(error).__name__}).") from error
-        if not response.ok:
+        if not response.ok and response.status_code not in accept:
             raise gr.Error(f"The server answered {response.status_code}: {_message_of(response)}")
         return response
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.call(method, path, **kwargs).json()
+
+    def status(self, task_id: str) -> dict[str, Any]:
+        """/api/status; a failed or cancelled task answers 410 with its status in the body, as any other."""
+        return self.json("GET", "/api/status", accept=(410,), params={"task_id": task_id})
+
+    def models(self) -> dict[str, dict[str, Any]]:
+        """/api/ls: name → entry (label, defaults, whether it is loaded, what a switch to it costs)."""
+        listing = self.json("GET", "/api/ls")
+        return listing if isinstance(listing, dict) else {}
 
 
 def _message_of(response: requests.Response) -> str:
@@ -99,10 +110,20 @@ class FrontEnd:
         count: float,
         image_format: str,
         server_url: str,
-        request: gr.Request,
+        model: str | None = None,
+        init_image: str | None = None,
+        mask: str | None = None,
+        strength: float | None = None,
+        size_from_image: bool = True,
+        request: gr.Request = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio's way of asking for a progress tracker
     ) -> tuple[list[tuple[str, str]], str]:
-        """Submit `count` tasks (seeds s, s+1, …), follow them with a progress bar, return the images."""
+        """Submit `count` tasks (seeds s, s+1, …) on `model` (empty: the server's default), follow them with a
+        progress bar, return the images.
+
+        `init_image` (a file) is the picture to start from: img2img keeping `strength` of it (for text-to-image
+        models that can), the picture an edit model changes, an upscaler's input; `mask` (a file, white =
+        repaint) what of it to repaint. With `size_from_image` the result takes the image's size."""
         if not (prompt or "").strip():
             raise gr.Error("Please enter a prompt.")
         api = ServerApi(server_url, self.api_key)
@@ -114,6 +135,11 @@ class FrontEnd:
             "steps": int(steps),
             "format": image_format or "JPEG",
         }
+        if (model or "").strip():
+            body["model"] = model.strip()  # for these tasks only: the server's default stays as it is
+        body |= _image_fields(api, body.get("model"), init_image, mask, strength)
+        if init_image and size_from_image:
+            del body["width"], body["height"]
         first_seed = None if random_seed or seed is None or seed < 0 else int(seed) % (MAX_SEED + 1)
         session = request.session_hash if request is not None else None
         started = time.monotonic()
@@ -150,7 +176,9 @@ class FrontEnd:
             gr.Warning("Some images are missing: " + "; ".join(problems))
         seeds = str(made[0].seed) if len(made) == 1 else f"{made[0].seed}…{made[-1].seed}"
         elapsed = time.monotonic() - started
-        summary = f"{len(made)} image(s), {made[0].width}×{made[0].height}, seed {seeds}, {elapsed:.1f} s"
+        on = f", on {made[0].status['model']}" if made[0].status.get("model") else ""
+        source = ", from the input image" if "init_image" in body else ""
+        summary = f"{len(made)} image(s), {made[0].width}×{made[0].height}{source}, seed {seeds}{on}, {elapsed:.1f} s"
         return [(str(job.path), f"seed {job.seed}") for job in made], summary
 
     def cancel(self, request: gr.Request) -> str:
@@ -173,11 +201,36 @@ class FrontEnd:
         limits = f"up to {info.get('max_side')} px and {info.get('max_steps')} steps"
         return f"Connected: {info.get('label') or info.get('model')} ({limits})"
 
+    def model_choices(self, server_url: str) -> tuple[list[tuple[str, str]], str | None, str]:
+        """The server's models as (label, name) choices, the default's name, and a line about the default."""
+        try:
+            models = ServerApi(server_url, self.api_key).models()
+        except gr.Error:
+            return [], None, "Cannot list the server's models: its default is used."
+        choices = [(_model_label(name, entry), name) for name, entry in models.items()]
+        default = next((name for name, entry in models.items() if entry.get("default")), None)
+        return choices, default, _switch_text(models[default]) if default else ""
+
+    def models(self, server_url: str) -> dict[str, Any]:
+        """Fill the model dropdown from the server's /api/ls, its default selected."""
+        choices, default, info = self.model_choices(server_url)
+        return gr.update(choices=choices, value=default, info=info)
+
+    def model_info(self, model: str, server_url: str) -> dict[str, Any]:
+        """What choosing `model` adds to the wait, as the dropdown's note."""
+        try:
+            entry = ServerApi(server_url, self.api_key).models().get(model or "")
+        except gr.Error:
+            entry = None
+        return gr.update(info=_switch_text(entry) if entry else "The server's default model.")
+
     def build_app(self) -> gr.Blocks:
         with gr.Blocks(title="mflux image generator") as demo:
             gr.Markdown("# mflux image generator")
             with gr.Row():
                 with gr.Column(scale=1):
+                    choices, default, note = self.model_choices(self.server_url)
+                    model = gr.Dropdown(choices, value=default, label="Model", info=note, allow_custom_value=True)
                     prompt = gr.Textbox(label="Prompt", lines=3, placeholder="A lighthouse on a cliff at dusk")
                     with gr.Row():
                         width = gr.Slider(64, 2048, value=1024, step=16, label="Width")
@@ -187,6 +240,14 @@ class FrontEnd:
                         seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                         random_seed = gr.Checkbox(value=True, label="Random seed")
                     count = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Number of images (seeds s, s+1, …)")
+                    with gr.Accordion("Input image: img2img, edit, upscale (optional)", open=False):
+                        init_image = gr.Image(type="filepath", format="png", label="Input image",
+                                              sources=["upload", "clipboard"])  # fmt: skip
+                        mask = gr.Image(type="filepath", format="png", label="Mask: white = repaint, black = keep",
+                                        sources=["upload", "clipboard"], image_mode="L")  # fmt: skip
+                        strength = gr.Slider(0, 1, value=0.4, step=0.05, label="Keep of the image (img2img)",
+                                             info="0: the prompt alone, 1: the image unchanged")  # fmt: skip
+                        size_from_image = gr.Checkbox(value=True, label="Size from the image (twice it to upscale)")
                     image_format = gr.Radio(FORMATS, value="JPEG", label="Format")
                     server = gr.Textbox(value=self.server_url, label="Server address")
                     server_line = gr.Markdown()
@@ -197,12 +258,16 @@ class FrontEnd:
                     gallery = gr.Gallery(label="Results", columns=2, object_fit="contain")
                     summary = gr.Markdown(label="Summary")
 
-            inputs = [prompt, width, height, steps, seed, random_seed, count, image_format, server]
+            # Newer inputs come last, so that callers of the API from before them keep working.
+            inputs = [prompt, width, height, steps, seed, random_seed, count, image_format, server, model, init_image,
+                      mask, strength, size_from_image]  # fmt: skip
             # Several people may wait at once: the server queues their tasks, Gradio need not serialise them.
             triggers = [go.click, prompt.submit]
             gr.on(triggers, self.generate, inputs, [gallery, summary], api_name="generate", concurrency_limit=16)
             stop.click(self.cancel, None, summary, api_name="cancel")
             gr.on([demo.load, server.blur], self.server_info, server, server_line, api_name="server_info")
+            gr.on([demo.load, server.blur], self.models, server, model, api_name="models")
+            model.input(self.model_info, [model, server], model, api_name=False)
         return demo
 
 
@@ -210,7 +275,7 @@ def _follow(api: ServerApi, jobs: list[Job], progress: gr.Progress) -> None:
     """Poll the tasks until each has ended, fetching images as they are done; pace by the server's forecast."""
     while pending := [job for job in jobs if job.status["status"] in ("waiting", "running")]:
         for job in pending:
-            job.status = api.json("GET", "/api/status", params={"task_id": job.task_id})
+            job.status = api.status(job.task_id)
             if job.status["status"] == "done":
                 data = api.call("GET", "/api/image", params={"task_id": job.task_id, "delete": "true"}).content
                 job.path = Path(_OUTPUT_DIR.name) / f"{job.task_id}{SUFFIX[_format_of(data)]}"
@@ -247,7 +312,39 @@ def _progress_of(jobs: list[Job]) -> tuple[float, str]:
     else:
         pos = status.get("pos", 0)
         what = "next in the queue" if pos == 0 else f"waiting, {pos} ahead in the queue"
+    if status.get("loading_model"):
+        what = f"loading {status['loading_model']}…" if status["status"] == "running" else f"{what}, then loading"
     return done / len(jobs), f"Image {index}/{len(jobs)}: {what}, {left}"
+
+
+def _image_fields(
+    api: ServerApi, model: str | None, init_image: str | None, mask: str | None, strength: float | None
+) -> dict[str, Any]:
+    """The body's image fields: the files as base64; the strength only for a model that starts from the image
+    part-way (the server refuses it for edit and upscale models)."""
+    if not init_image:
+        if mask:
+            raise gr.Error("A mask says what to repaint of an input image: add the image too.")
+        return {}
+    fields: dict[str, Any] = {"init_image": _base64_of(init_image)}
+    if mask:
+        fields["mask_image"] = _base64_of(mask)
+    if strength is not None:
+        try:
+            models = api.models()
+        except gr.Error:
+            models = {}  # a server that lists no models: img2img, as the original
+        entry = models.get(model) if model else next((e for e in models.values() if e.get("default")), None)
+        if entry is None or (entry.get("kind", "text-to-image") == "text-to-image" and entry.get("img2img")):
+            fields["image_strength"] = float(strength)
+    return fields
+
+
+def _base64_of(path: str) -> str:
+    try:
+        return base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    except OSError as error:
+        raise gr.Error(f"Cannot read the image {path}: {error.strerror}") from error
 
 
 def _poll_delay(status: dict[str, Any]) -> float:
@@ -256,6 +353,29 @@ def _poll_delay(status: dict[str, Any]) -> float:
     if status["status"] == "running":
         return max(0.1, min(0.5, remaining / 2))
     return max(0.2, min(5.0, remaining / 3))
+
+
+def _model_label(name: str, entry: dict[str, Any]) -> str:
+    """The model's label, led by its name unless the label says it (labels of one family often start alike)."""
+    label = str(entry.get("label") or name)
+    text = label if name in label else f"{name} — {label}"
+    notes = [
+        " · server default" if entry.get("default") else "",
+        " · needs an image" if entry.get("needs_image") else "",
+    ]
+    return text + "".join(notes)
+
+
+def _switch_text(entry: dict[str, Any]) -> str:
+    """What choosing the model adds to a task's wait."""
+    if entry.get("load_error"):
+        return f"Cannot be loaded: {entry['load_error']}"
+    if entry.get("loaded"):
+        return "Loaded: no wait for a switch."
+    if entry.get("loading"):
+        return "Being loaded now."
+    seconds = float(entry.get("switch_seconds") or 0)
+    return f"Switching to it adds {'<1 s' if seconds < 1 else f'~{seconds:.0f} s'} to the wait."
 
 
 def _cancel_unfinished(api: ServerApi, jobs: list[Job]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mflux_client.client import DEFAULT_URL, MfluxClient
+from mflux_client.client import DEFAULT_URL, ImageInput, MfluxClient
 from mflux_client.errors import (
     ImageNotReady,
     InvalidRequest,
@@ -17,15 +17,18 @@ from mflux_client.errors import (
     Unauthorized,
     WaitTimeout,
 )
-from mflux_client.models import Progress, Submission, TaskStatus, next_poll_delay
+from mflux_client.models import LoadedModel, ModelEntry, Progress, Submission, TaskStatus, next_poll_delay
 
 __all__ = [
     "DEFAULT_URL",
+    "ImageInput",
     "ImageNotReady",
     "InvalidRequest",
+    "LoadedModel",
     "MfluxClient",
     "MfluxError",
     "MfluxServerError",
+    "ModelEntry",
     "Progress",
     "QueueFull",
     "ServerUnavailable",

@@ -2,6 +2,9 @@
 
 Submits n tasks (seeds s, s+1, …), shows a progress bar per image with its queue position, step and ETA,
 writes the files and prints their paths. Ctrl-C cancels the tasks on the server before exiting.
+`--model NAME` picks the model for these tasks only; `--list-models` lists what the server offers.
+`--image PATH` starts from a picture (img2img, an edit's references when repeated, an upscale's input), `--mask PATH`
+says what to repaint of it (white = repaint), `--strength X` how much of it to keep.
 Exit codes: 0 all written, 1 a server error or a task that failed, 2 bad arguments, 130 interrupted.
 """
 
@@ -19,7 +22,7 @@ from tqdm import tqdm
 
 from mflux_client.client import DEFAULT_URL, MAX_SEED, MfluxClient
 from mflux_client.errors import MfluxError, MfluxServerError
-from mflux_client.models import Submission, TaskStatus, next_poll_delay
+from mflux_client.models import ModelEntry, Submission, TaskStatus, next_poll_delay
 
 FORMAT_OF_SUFFIX = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
 SUFFIX_OF_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
@@ -34,15 +37,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         epilog="With --n > 1, out.jpg becomes out-1.jpg, out-2.jpg, …; or name them with {n} and {seed}, "
         'e.g. -o "shot-{seed}.png".',
     )
-    parser.add_argument("prompt", help="what to draw")
+    parser.add_argument("prompt", nargs="?", help="what to draw")
     parser.add_argument("-o", "--output", help="output file (default: mflux-{seed}.jpg); its suffix sets the format")
-    parser.add_argument("--width", type=int, help="pixels, rounded down to a multiple of 16 (server default 1024)")
-    parser.add_argument("--height", type=int, help="pixels, rounded down to a multiple of 16 (server default 1024)")
+    parser.add_argument("--width", type=int,
+                        help="pixels, rounded down to the model's step (default: the --image's or 1024)")  # fmt: skip
+    parser.add_argument("--height", type=int,
+                        help="pixels, rounded down to the model's step (default: the --image's or 1024)")  # fmt: skip
     parser.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     parser.add_argument("--seed", type=int, help="seed of the first image, the next get seed+1, … (default: random)")
     parser.add_argument("-n", "--n", type=int, default=1, dest="n", help="number of images (default 1)")
     parser.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
     parser.add_argument("--negative-prompt", help="for models that support it")
+    parser.add_argument("--model", help="model name or alias, see --list-models (default: the server's default)")
+    parser.add_argument("--quantize", type=int, metavar="BITS", help="quantize the model to this many bits")
+    parser.add_argument("--image", action="append", metavar="PATH", dest="images", default=[],
+                        help="a picture to start from (PNG/JPEG/WEBP); repeated: an edit's references")  # fmt: skip
+    parser.add_argument("--mask", metavar="PATH",
+                        help="what to repaint of the first --image: white = repaint, black = keep")  # fmt: skip
+    parser.add_argument("--strength", type=float, metavar="X",
+                        help="how much of the --image to keep, 0 to 1 (default 0.4; text-to-image models)")  # fmt: skip
+    parser.add_argument("--resize", choices=["stretch", "crop", "fill"],
+                        help="how an --image of another shape meets --width x --height (default stretch)")  # fmt: skip
+    parser.add_argument("--list-models", action="store_true",
+                        help="list the server's models, their defaults and switch costs, and exit")  # fmt: skip
     parser.add_argument("--format", type=str.upper, choices=["JPEG", "JPG", "PNG", "WEBP"],
                         help="image format (default: from the -o suffix, else JPEG)")  # fmt: skip
     parser.add_argument("--quality", type=int, help="JPEG/WEBP quality 1-100 (server default 85)")
@@ -55,10 +72,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only the written paths")
     args = parser.parse_args(argv)
 
+    if args.list_models:
+        return args
+    if not args.prompt:
+        parser.error("the prompt is required (or --list-models)")
     if args.n < 1:
         parser.error("--n must be at least 1")
     if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
         parser.error(f"--seed must be between 0 and {MAX_SEED}")
+    if args.strength is not None and not 0 <= args.strength <= 1:
+        parser.error("--strength must be between 0 and 1 (the share of the image kept)")
+    if (args.mask or args.strength is not None) and not args.images:
+        parser.error("--mask and --strength apply to an --image: give one")
+    for path in [*args.images, *([args.mask] if args.mask else [])]:
+        if not Path(path).is_file():
+            parser.error(f"no such image file: {path}")
     given = {"JPG": "JPEG"}.get(args.format, args.format)
     from_suffix = FORMAT_OF_SUFFIX.get(Path(args.output).suffix.lower()) if args.output else None
     if args.output and from_suffix is None and given is None:
@@ -113,7 +141,14 @@ class Batch:
     def submit(self) -> None:
         params = {"width": self.args.width, "height": self.args.height, "steps": self.args.steps,
                   "guidance": self.args.guidance, "format": self.args.format, "quality": self.args.quality,
-                  "priority": self.args.priority, "negative_prompt": self.args.negative_prompt}  # fmt: skip
+                  "priority": self.args.priority, "negative_prompt": self.args.negative_prompt,
+                  "model": self.args.model, "quantize": self.args.quantize, "resize": self.args.resize,
+                  "image_strength": self.args.strength}  # fmt: skip
+        images = [Path(path).read_bytes() for path in self.args.images]  # read once for all n tasks
+        if images:
+            params |= {"init_image": images[0], "init_images": images[1:] or None}
+        if self.args.mask:
+            params["mask"] = Path(self.args.mask).read_bytes()
         for i in range(self.args.n):
             seed = self.args.seed if i == 0 else (self.jobs[0].submission.seed + i) % (MAX_SEED + 1)
             submission = self.client.submit(self.args.prompt, seed=seed, **params)
@@ -168,6 +203,9 @@ class Batch:
         elif status.status == "cancelled":
             job.error = "cancelled on the server"
             bar.set_postfix_str("cancelled", refresh=False)
+        elif status.loading_model:  # being loaded for it, or to be loaded when its turn comes
+            what = f"{'waiting, then ' if status.status == 'waiting' else ''}loading {status.loading_model}"
+            bar.set_postfix_str(f"{what}, ETA {status.wait_remaining:.0f}s", refresh=False)
         elif status.status == "running" and status.progress:
             bar.n = status.progress.step
             eta = f"ETA {status.wait_remaining:.0f}s"
@@ -199,8 +237,43 @@ class Batch:
             job.bar.close()
 
 
+def model_lines(models: Sequence[ModelEntry]) -> list[str]:
+    """One line per model: name (* for the server's default), kind, default steps, state, label."""
+    width = max((len(m.name) for m in models), default=0)
+    lines = []
+    for m in models:
+        if m.load_error:
+            state = f"cannot load: {m.load_error}"
+        elif m.loaded:
+            state = "loaded"
+        elif m.loading:
+            state = "loading"
+        else:
+            seconds = "<1 s" if m.switch_seconds < 1 else f"~{m.switch_seconds:.0f} s"
+            state = f"switch {seconds}" + ("" if m.present else ", downloads first")
+        mark = "*" if m.default else " "
+        lines.append(f"{mark} {m.name:<{width}}  {m.kind:<13}  {m.default_steps:>3} steps  {state:<16}  {m.label}")
+    return lines
+
+
+def list_models(client: MfluxClient) -> int:
+    try:
+        models = client.models()
+    except MfluxError as error:
+        message = error.message if isinstance(error, MfluxServerError) else str(error)
+        print(f"mflux-client: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    for line in model_lines(models):
+        print(line)
+    print("* the server's default model (for tasks that name none)", file=sys.stderr)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.list_models:
+        with MfluxClient(args.server, api_key=args.api_key) as client:
+            return list_models(client)
     code = EXIT_OK
     with MfluxClient(args.server, api_key=args.api_key) as client:
         batch = Batch(client, args)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 FINAL_STATUSES = frozenset({"done", "failed", "cancelled"})
@@ -20,6 +20,7 @@ class Submission:
     height: int
     steps: int
     guidance: float | None = None
+    model: str | None = None  # the model variant it runs on, e.g. "dev@q8" (None from a server without models)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Submission:
@@ -32,6 +33,7 @@ class Submission:
             height=int(data["height"]),
             steps=int(data["steps"]),
             guidance=data.get("guidance"),
+            model=data.get("model"),
         )
 
 
@@ -55,6 +57,8 @@ class TaskStatus:
     wait_remaining: float = 0.0
     progress: Progress | None = None
     error: str | None = None
+    model: str | None = None  # the model variant it runs on
+    loading_model: str | None = None  # the model being loaded for it, or to be loaded before it runs
 
     @property
     def is_final(self) -> bool:
@@ -70,6 +74,98 @@ class TaskStatus:
             wait_remaining=float(data.get("wait_remaining") or 0.0),
             progress=Progress(int(progress["step"]), int(progress["steps"])) if progress else None,
             error=data.get("error"),
+            model=data.get("model"),
+            loading_model=data.get("loading_model"),
+        )
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of GET /api/ls: its defaults, what it takes, and its state on the server.
+
+    `switch_seconds` is what a switch to it adds to a task's wait (0 when it is loaded). `raw` is the server's
+    whole entry, for fields newer than this client.
+    """
+
+    name: str
+    label: str
+    kind: str  # text-to-image | edit | inpaint | upscale
+    default_steps: int
+    default_guidance: float | None = None
+    guidance_adjustable: bool = True
+    supports_negative_prompt: bool = False
+    size_step: int = 16
+    min_side: int | None = None
+    max_side: int | None = None
+    aliases: tuple[str, ...] = ()
+    loader: str | None = None
+    img2img: bool = False
+    max_references: int = 0
+    needs_image: bool = False
+    takes_mask: bool = False
+    offered: bool = True
+    present: bool = True
+    default: bool = False
+    loaded: bool = False
+    loading: bool = False
+    load_error: str | None = None
+    switch_seconds: float = 0.0
+    memory_gb: float | None = None
+    repo: str | None = None
+    demo: bool = False
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, name: str, data: dict[str, Any]) -> ModelEntry:
+        return cls(
+            name=name,
+            label=str(data.get("label") or name),
+            kind=str(data.get("kind") or "text-to-image"),
+            default_steps=int(data.get("steps") or 0),
+            default_guidance=data.get("default_guidance"),
+            guidance_adjustable=bool(data.get("guidance_adjustable", True)),
+            supports_negative_prompt=bool(data.get("supports_negative_prompt", False)),
+            size_step=int(data.get("size_step") or 16),
+            min_side=data.get("min_side"),
+            max_side=data.get("max_side"),
+            aliases=tuple(data.get("aliases") or ()),
+            loader=data.get("loader"),
+            img2img=bool(data.get("img2img", False)),
+            max_references=int(data.get("max_references") or 0),
+            needs_image=bool(data.get("needs_image", False)),
+            takes_mask=bool(data.get("takes_mask", False)),
+            offered=bool(data.get("offered", True)),
+            present=bool(data.get("present", True)),
+            default=bool(data.get("default", False)),
+            loaded=bool(data.get("loaded", False)),
+            loading=bool(data.get("loading", False)),
+            load_error=data.get("load_error"),
+            switch_seconds=float(data.get("switch_seconds") or 0.0),
+            memory_gb=data.get("memory_gb"),
+            repo=data.get("repo"),
+            demo=bool(data.get("demo", False)),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What POST /api/load answered: the server's new default model, loaded."""
+
+    model: str
+    variant: str  # e.g. "dev@q8"
+    quantize: int | None = None
+    default_steps: int | None = None
+    loaded: bool = True
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LoadedModel:
+        return cls(
+            model=str(data["model"]),
+            variant=str(data.get("variant") or data["model"]),
+            quantize=data.get("quantize"),
+            default_steps=data.get("default_steps"),
+            loaded=bool(data.get("loaded", True)),
         )
 
 

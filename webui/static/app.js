@@ -11,6 +11,8 @@ const MAX_SEED = 2 ** 32 - 1;
 const MAX_IMAGES = 16;
 const MIN_GAP_MS = 250; // ≥ 250 ms between request starts: never more than 4 requests per second per tab
 const QUEUE_EVERY_MS = 4000;
+const QUEUE_LOADING_EVERY_MS = 1000; // while one of our tasks waits for its model to load: say when it is over
+const MODELS_EVERY_MS = 15000;
 const BACKOFF_FIRST_MS = 1000;
 const BACKOFF_MAX_MS = 10000;
 const MAX_STREAMS = 2; // EventSources held at once: browsers allow only 6 connections per host over HTTP/1.1
@@ -98,7 +100,8 @@ const api = {
     return url.href;
   },
 
-  async request(path, { method = "GET", query = {}, body, raw = false } = {}) {
+  // `accept`: error statuses whose body is the answer (410: a failed or cancelled task's status).
+  async request(path, { method = "GET", query = {}, body, raw = false, accept = [] } = {}) {
     for (let attempt = 0; ; attempt++) {
       const headers = { Accept: "application/json" };
       if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -116,7 +119,7 @@ const api = {
         throw new NetworkError(`cannot reach the server (${error.message})`);
       }
       if (response.status === 401 && attempt === 0 && (await keyDialog.ask())) continue;
-      if (!response.ok) {
+      if (!response.ok && !accept.includes(response.status)) {
         let payload = {};
         try {
           payload = await response.json();
@@ -308,6 +311,7 @@ const connection = {
 
 const server = {
   info: null,
+  probed: false, // the optional endpoints have been looked for
   streams: false, // /api/events exists
   previews: false, // /api/preview exists and previews are on
 };
@@ -317,7 +321,14 @@ async function loadInfo() {
   server.info = info;
   applyInfo(info);
   if (info.auth_required && !api.key) keyDialog.ask();
-  scheduler.add("probe", probeEndpoints, 0);
+  if (!server.probed) {
+    server.probed = true;
+    scheduler.add("probe", probeEndpoints, 0);
+    // A server that chooses models per task lists them in /api/info (asking /api/ls of one that does not would
+    // log a 404 in the console).
+    if (Array.isArray(info.models)) scheduler.add("models", loadModels, 0);
+    else picker.reset();
+  }
   return null;
 }
 
@@ -345,14 +356,651 @@ function applyInfo(info) {
     $(side).max = info.max_side;
     $(side).step = info.size_step || 16;
   }
-  $("steps").max = info.max_steps;
-  if (!form.stepsTouched) $("steps").value = info.default_steps;
-  form.summarise();
   $("prompt").maxLength = info.max_prompt_chars;
   for (const option of $("format").options) option.disabled = !info.formats.includes(option.value);
-  $("guidance").placeholder = `default ${info.default_guidance}`;
-  $("guidance").disabled = !info.guidance_adjustable;
-  $("negative-field").hidden = !info.supports_negative_prompt;
+  form.applyLimits();
+}
+
+// -- the models the server offers (GET /api/ls), and the one picked for new tasks -------------------------------
+// Picking one changes only what this page sends with its tasks ("model"); "Make default" changes the server's
+// default for everyone (POST /api/load), and only when asked.
+
+const picker = {
+  models: null, // name -> entry of /api/ls; null while unknown or when the server lists none
+  picked: storage.get("mflux.model", ""),
+  making: "", // the model a "Make default" is loading
+
+  entry() {
+    return (this.models && this.models[this.picked]) || null;
+  },
+
+  reset() {
+    this.models = null;
+    $("model-field").hidden = true;
+  },
+
+  init() {
+    $("model").addEventListener("change", () => {
+      this.pick($("model").value);
+      storage.set("mflux.model", this.picked);
+      form.applyLimits({ reset: true }); // the new model's defaults
+      inputs.changed(); // what it does with the input images: references, mask, strength
+      form.save();
+      const entry = this.entry();
+      announce(entry ? `Model ${this.picked}: ${switchText(entry)}.` : "");
+    });
+    $("model-default").addEventListener("click", () => this.makeDefault());
+  },
+
+  // Select `name` if the server offers it (and it can run: a model that needs an image only once one is given, or
+  // when it is the one picked already); the default otherwise.
+  pick(name) {
+    const models = this.models || {};
+    const usable = (n) => n in models && (!models[n].needs_image || inputs.has() || n === this.picked);
+    const names = Object.keys(models);
+    this.picked = usable(name) ? name : names.find((n) => models[n].default && usable(n)) || names.find(usable) || "";
+    $("model").value = this.picked;
+    this.renderOptions();
+    this.render();
+  },
+
+  apply(models) {
+    const first = this.models === null;
+    this.models = models;
+    const names = Object.keys(models);
+    const select = $("model");
+    const same = select.options.length === names.length && names.every((name, i) => select.options[i].value === name);
+    if (!same) select.replaceChildren(...names.map((name) => element("option", { value: name })));
+    for (const option of select.options) {
+      const entry = models[option.value];
+      const notes = [entry.default ? "server default" : "", entry.needs_image ? "needs an input image" : ""];
+      // Led by the name unless the label says it: options of one family often share the start of their labels.
+      const label = entry.label || option.value;
+      const text = label.includes(option.value) ? label : `${option.value} — ${label}`;
+      option.textContent = [text, ...notes].filter(Boolean).join(" · ");
+    }
+    this.renderOptions();
+    $("model-field").hidden = names.length === 0;
+    const before = this.picked;
+    this.pick(this.picked);
+    // The first list, or the picked model gone from it: its defaults apply (steps the person set are kept).
+    if (first || this.picked !== before) form.applyLimits();
+  },
+
+  // Models that need an input image can be picked once one is given.
+  renderOptions() {
+    if (!this.models) return;
+    for (const option of $("model").options) {
+      const entry = this.models[option.value];
+      option.disabled = Boolean(entry && entry.needs_image) && !inputs.has() && option.value !== this.picked;
+    }
+  },
+
+  render() {
+    const entry = this.entry();
+    const line = $("model-switch");
+    if (!entry) {
+      line.textContent = "";
+      $("model-defaults").textContent = "";
+      $("model-default").hidden = true;
+      return;
+    }
+    const making = this.making === this.picked;
+    line.dataset.state = making || entry.loading ? "loading" : entry.load_error ? "error" : entry.loaded ? "loaded" : "switch";
+    line.textContent = making ? `loading ${this.picked}… it becomes the server's default` : switchText(entry);
+    line.title = entry.load_error || "";
+    const defaults = [`${entry.steps} steps`];
+    if (entry.guidance_adjustable && entry.default_guidance !== null) defaults.push(`guidance ${entry.default_guidance}`);
+    if (!entry.guidance_adjustable) defaults.push("fixed guidance");
+    const limits = form.limits();
+    defaults.push(`${limits.min_side}–${limits.max_side} px in steps of ${limits.size_step}`);
+    $("model-defaults").textContent = `Defaults: ${defaults.join(" · ")}`;
+    const button = $("model-default");
+    button.hidden = entry.default || Boolean(entry.needs_image);
+    button.disabled = Boolean(this.making);
+    button.textContent = making ? "Loading…" : "Make default";
+  },
+
+  async makeDefault() {
+    const name = this.picked;
+    if (!name || this.making) return;
+    this.making = name;
+    this.render();
+    try {
+      const answer = await api.request("api/load", { method: "POST", body: { model: name } });
+      announce(`${answer.model} is now the server's default model.`);
+    } catch (error) {
+      form.message(`Could not make ${name} the default: ${error.message}`);
+    } finally {
+      this.making = "";
+      this.render();
+      scheduler.add("models", loadModels, 0);
+      scheduler.add("info", loadInfo, 0); // the engine label names the default model
+    }
+  },
+};
+
+// What choosing a model adds to the wait: nothing when it is loaded, else the server's estimate of the switch.
+function switchText(entry) {
+  const notes = entry.default ? " · server default" : "";
+  if (entry.load_error) return `cannot load: ${entry.load_error}`;
+  if (entry.loaded) return `loaded${notes}`;
+  if (entry.loading) return `loading now…${notes}`;
+  const seconds = Number(entry.switch_seconds) || 0;
+  const download = entry.present === false ? ", its weights are downloaded first" : "";
+  return `switching adds ${seconds < 1 ? "<1 s" : `~${formatSeconds(seconds)}`}${download}${notes}`;
+}
+
+async function loadModels() {
+  if (document.hidden) return null; // picked up again when the tab is visible
+  let models;
+  try {
+    models = await api.request("api/ls");
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      picker.reset();
+      return null;
+    }
+    throw error;
+  }
+  if (models && typeof models === "object" && !Array.isArray(models)) picker.apply(models);
+  return MODELS_EVERY_MS;
+}
+
+// The model a task ran (or runs) on, as the request that asks for it again: "dev@q8+ghibli:0.8" → dev, 8 bits,
+// LoRA ghibli at 0.8 (the server's variant key).
+function modelRequest(card) {
+  const key = card.model || card.model_name;
+  if (!key) return {};
+  const [head, ...loras] = key.split("+");
+  const [model, quantize] = head.split("@q");
+  const request = { model };
+  if (quantize && /^\d+$/.test(quantize)) request.quantize = Number(quantize);
+  if (loras.length) {
+    request.loras = loras.map((text) => {
+      const at = text.lastIndexOf(":");
+      return at > 0 ? { name: text.slice(0, at), scale: Number(text.slice(at + 1)) } : { name: text, scale: 1 };
+    });
+  }
+  return request;
+}
+
+function modelName(card) {
+  return modelRequest(card).model || "";
+}
+
+// -- input images: the picture to start from, an edit model's references, the mask painted over the first -------
+// Nothing is uploaded until a task is sent. Each image is read here, brought within the server's limits
+// (downscaled and re-encoded in the browser when it is too large) and sent as base64 with every task of a batch.
+
+const SENDABLE = new Set(["image/png", "image/jpeg", "image/webp"]); // what the server decodes
+const MASK_COLOUR = "rgb(255 45 125)"; // strokes as shown; sent as white on black
+const KEPT_BATCHES = 20; // batches whose inputs stay in memory for "New seed" and "Edit" (never in localStorage)
+
+// What the picked model does with input images (a server that lists no models: img2img, as the original).
+function imageRole(entry = picker.entry()) {
+  const info = server.info || {};
+  const kind = (entry && entry.kind) || "text-to-image";
+  const takes = !entry || kind !== "text-to-image" || Boolean(entry.img2img);
+  const most = info.max_input_images ?? 4;
+  let cap = takes ? 1 : 0;
+  if (kind === "edit") cap = Math.max(1, Math.min(entry.max_references || 1, most));
+  return {
+    kind,
+    takes,
+    cap,
+    needs: Boolean(entry && entry.needs_image),
+    mask: takes && kind !== "upscale",
+    maskRequired: kind === "inpaint",
+    strength: takes && kind === "text-to-image",
+  };
+}
+
+function readAsDataUrl(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
+}
+
+// An image file as the server will take it: sent as it is when it fits the limits, else drawn smaller (and as
+// JPEG if need be) until it does. Sizes are as the browser shows it, EXIF orientation applied (the server also
+// applies it, so a mask painted here lines up).
+async function readImage(file) {
+  const info = server.info || {};
+  const maxSide = info.max_input_side || 4096;
+  const maxMb = info.max_input_mb || 10;
+  const maxBytes = Math.floor(maxMb * 1024 * 1024);
+  const name = file.name || "pasted image";
+  const address = URL.createObjectURL(file);
+  try {
+    const picture = new Image();
+    picture.src = address;
+    try {
+      await picture.decode();
+    } catch {
+      throw new Error(`${name} is not an image this browser can read.`);
+    }
+    const width = picture.naturalWidth;
+    const height = picture.naturalHeight;
+    if (SENDABLE.has(file.type) && Math.max(width, height) <= maxSide && file.size <= maxBytes) {
+      return { name, url: await readAsDataUrl(file), width, height, note: "" };
+    }
+    let scale = Math.min(1, maxSide / Math.max(width, height));
+    let type = file.type === "image/png" ? "image/png" : "image/jpeg";
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const w = Math.max(1, Math.round(width * scale));
+      const h = Math.max(1, Math.round(height * scale));
+      const canvas = element("canvas", { width: w, height: h });
+      const context = canvas.getContext("2d");
+      if (type === "image/jpeg") {
+        context.fillStyle = "#fff"; // JPEG has no transparency: white rather than black behind it
+        context.fillRect(0, 0, w, h);
+      }
+      context.imageSmoothingQuality = "high";
+      context.drawImage(picture, 0, 0, w, h);
+      const blob = await new Promise((resolve) => canvas.toBlob(resolve, type, 0.92));
+      if (blob && blob.size <= maxBytes) {
+        const note = w !== width || h !== height ? `reduced from ${width}×${height}` : "converted";
+        return { name, url: await readAsDataUrl(blob), width: w, height: h, note };
+      }
+      if (type !== "image/jpeg") type = "image/jpeg";
+      else scale *= 0.8;
+    }
+    throw new Error(`${name} is too large for this server (at most ${maxMb} MB, ${maxSide} px a side).`);
+  } finally {
+    URL.revokeObjectURL(address);
+  }
+}
+
+const inputs = {
+  images: [], // {name, url (data: URL, as sent), width, height, note}
+  kept: new Map(), // batch -> {fields, summary, snapshot}: what its tasks were sent, while this page lives
+  tool: "", // "brush", "erase", or "" (not painting: a touch on the picture scrolls the page)
+  painted: false, // strokes were drawn since the mask was cleared (erasing may have emptied it again)
+  stroke: null, // the pointer painting now: {id, x, y}
+  reading: 0,
+
+  has() {
+    return this.images.length > 0;
+  },
+
+  init() {
+    $("init-remove").append(icon("close"));
+    this.cursor = element("div", { class: "brush-cursor", "aria-hidden": "true", hidden: true });
+    $("stage").append(this.cursor);
+    $("image-file").addEventListener("change", () => {
+      const files = [...$("image-file").files];
+      $("image-file").value = ""; // the same file picked again is a change too
+      if (files.length) this.take(files);
+    });
+    $("init-remove").addEventListener("click", () => this.remove(0));
+    $("strength").addEventListener("input", () => this.renderStrength());
+    $("mask-brush").addEventListener("click", () => this.setTool(this.tool === "brush" ? "" : "brush"));
+    $("mask-erase").addEventListener("click", () => this.setTool(this.tool === "erase" ? "" : "erase"));
+    $("mask-clear").addEventListener("click", () => this.clearMask({ say: true }));
+    $("brush-size").addEventListener("input", () => this.moveCursor());
+    this.initPainting();
+    this.initDropAndPaste();
+    this.renderStrength();
+    this.render();
+  },
+
+  // Files picked, dropped or pasted. An edit model collects them as references (up to what it takes); any other
+  // model's input image is replaced. `main`: replace the first image whatever the model ("Use as input").
+  async take(files, { main = false } = {}) {
+    const images = [...files].filter((file) => !file.type || file.type.startsWith("image/"));
+    if (!images.length) {
+      this.say("That is not an image: PNG, JPEG or WEBP.", "error");
+      return false;
+    }
+    const role = imageRole();
+    const collect = role.kind === "edit" && !main;
+    const wanted = collect ? images : images.slice(0, 1);
+    this.reading++;
+    this.say(wanted.length > 1 ? `Reading ${wanted.length} images…` : "Reading the image…");
+    const read = [];
+    try {
+      for (const file of wanted) read.push(await readImage(file));
+    } catch (error) {
+      this.say(error.message, "error");
+      return false;
+    } finally {
+      this.reading--;
+    }
+    const before = this.images[0];
+    let next = collect ? [...this.images, ...read] : [read[0], ...this.images.slice(1)];
+    let note = !collect && images.length > 1 ? "This model takes one image: the first was used." : "";
+    if (collect && next.length > role.cap) {
+      note = `This model takes at most ${role.cap} image(s): ${next.length - role.cap} left out.`;
+      next = next.slice(0, role.cap);
+    }
+    const first = !this.has();
+    this.images = next;
+    if (this.images[0] !== before) this.resetMask();
+    if (first) form.imagesChanged({ added: true });
+    this.changed();
+    const reduced = read.filter((image) => image.note.startsWith("reduced"));
+    const what = reduced.length ? `Reduced to fit the server's limits (${reduced[0].width}×${reduced[0].height}). ` : "";
+    this.say(what + note, note ? "warn" : "");
+    announce(read.length > 1 ? `${read.length} images added.` : `Image ${read[0].name} added.`);
+    return true;
+  },
+
+  remove(index) {
+    if (!this.images[index]) return;
+    const [gone] = this.images.splice(index, 1);
+    if (index === 0) this.resetMask();
+    if (!this.has()) {
+      this.setTool("");
+      form.imagesChanged({ added: false });
+    }
+    this.say("");
+    this.changed();
+    announce(`Removed ${gone.name}.`);
+    if (!this.has()) $("image-file").focus();
+  },
+
+  // What the form sends: {fields, summary} (the body's image fields and what the card says of them), or
+  // {problem} when the model cannot run without something missing.
+  request({ sizeFromImage }) {
+    const role = imageRole();
+    const name = picker.picked || "this model";
+    if (this.reading) return { problem: "The image is still being read: a moment…" };
+    if (role.needs && !this.has()) {
+      const what = { edit: "edits", upscale: "upscales", inpaint: "repaints" }[role.kind] || "needs";
+      return { problem: `${name} ${what} an image: choose, drop or paste one first.` };
+    }
+    if (!this.has() || !role.takes) return { fields: {}, summary: null };
+    const sent = this.images.slice(0, role.cap);
+    const fields = { init_image: sent[0].url };
+    if (sent.length > 1) fields.init_images = sent.slice(1).map((image) => image.url);
+    if (role.strength) fields.image_strength = Number($("strength").value) / 100;
+    const mask = role.mask ? this.maskImage() : null;
+    if (role.maskRequired && !mask) return { problem: `${name} repaints the masked area: paint it on the image first.` };
+    if (mask) fields.mask_image = mask;
+    if (!sizeFromImage) fields.resize = $("resize").value;
+    const summary = { images: sent.length, strength: fields.image_strength ?? null, mask: Boolean(mask), kind: role.kind };
+    const snapshot = { images: [...this.images], strokes: mask ? $("mask-canvas").toDataURL("image/png") : null };
+    return { fields, summary, snapshot };
+  },
+
+  keep(batch, kept) {
+    this.kept.set(batch, kept);
+    while (this.kept.size > KEPT_BATCHES) this.kept.delete(this.kept.keys().next().value);
+  },
+
+  // Put a batch's inputs back ("Edit" on its card).
+  restore(snapshot) {
+    const first = !this.has();
+    this.images = [...snapshot.images];
+    this.resetMask();
+    if (first && this.has()) form.imagesChanged({ added: true });
+    this.changed();
+    if (snapshot.strokes) {
+      const strokes = new Image();
+      strokes.addEventListener("load", () => {
+        $("mask-canvas").getContext("2d").drawImage(strokes, 0, 0);
+        this.painted = true;
+      });
+      strokes.src = snapshot.strokes;
+    }
+  },
+
+  changed() {
+    picker.renderOptions();
+    this.render();
+    form.sync();
+  },
+
+  say(text, tone = "") {
+    const line = $("image-message");
+    line.textContent = text;
+    line.dataset.tone = tone;
+  },
+
+  renderStrength() {
+    $("strength-value").textContent = `${$("strength").value}%`;
+  },
+
+  render() {
+    const role = imageRole();
+    const has = this.has();
+    const main = this.images[0];
+    const edit = role.kind === "edit";
+    $("image-title").textContent = edit ? "Images to edit" : role.kind === "upscale" ? "Image to upscale" : "Input image";
+    let need = role.takes ? "optional" : "not used by this model";
+    if (role.needs) need = has ? "" : "required";
+    if (edit && has) need = `${Math.min(this.images.length, role.cap)} of up to ${role.cap}`;
+    $("image-need").textContent = need;
+    $("image-need").dataset.tone = role.needs && !has ? "required" : !role.takes && has ? "warn" : "";
+    const room = edit && this.images.length < role.cap;
+    $("image-pick").textContent = !has ? "Choose image…" : room ? "Add image…" : "Replace…";
+    $("image-file").multiple = edit;
+    $("image-field").classList.toggle("has-image", has);
+    $("init").hidden = !has;
+    if (!has) {
+      const paste = [element("kbd", { text: "Ctrl" }), "+", element("kbd", { text: "V" })];
+      $("dropzone-hint").replaceChildren("or drop one here, or paste it (", ...paste, ")");
+      return;
+    }
+    // With an image the drop zone is the line under it: what the image is, and the button to change it.
+    const used = role.takes ? "" : " · not used by this model";
+    const meta = [main.name, `${main.width}×${main.height}`, main.note].filter(Boolean).join(" · ") + used;
+    $("dropzone-hint").textContent = meta;
+    $("dropzone-hint").title = room ? "Drop or paste more images to add them" : "Drop or paste another image to replace it";
+
+    const preview = $("init-preview");
+    if (preview.getAttribute("src") !== main.url) preview.src = main.url;
+    preview.alt = `The input image: ${main.name}`;
+    $("init").classList.toggle("unused", !role.takes);
+    $("mask-tools").hidden = !role.mask;
+    $("mask-canvas").hidden = !role.mask;
+    if (!role.mask) this.setTool("");
+    $("mask-hint").textContent = role.maskRequired
+      ? "Mask: this model repaints the area you paint (required)."
+      : "Mask: paint what should change; the rest stays as it is.";
+    $("strength-field").hidden = !role.strength;
+    $("resize-field").hidden = form.sizeFromImage();
+
+    const items = this.images.slice(1).map((image, offset) => {
+      const index = offset + 1;
+      const unused = index >= role.cap;
+      const label = `Image ${index + 1}: ${image.name}`;
+      return element("li", { class: unused ? "unused" : "", title: unused ? `${label} (only edit models use more than one)` : label }, [
+        element("img", { src: image.url, alt: label, draggable: "false" }),
+        button("", () => this.remove(index), { class: "remove", "aria-label": `Remove image ${index + 1} (${image.name})`, title: "Remove" }, "close"),
+      ]);
+    });
+    $("references").replaceChildren(...items);
+    $("references").hidden = items.length === 0;
+  },
+
+  // -- the mask: strokes on a canvas of the image's own size, shown over it ----------------------------------
+
+  resetMask() {
+    const canvas = $("mask-canvas");
+    const main = this.images[0];
+    canvas.width = main ? main.width : 1;
+    canvas.height = main ? main.height : 1;
+    this.painted = false;
+    this.stroke = null;
+  },
+
+  clearMask({ say = false } = {}) {
+    const canvas = $("mask-canvas");
+    canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+    this.painted = false;
+    if (say) announce("Mask cleared.");
+  },
+
+  setTool(tool) {
+    this.tool = tool;
+    $("mask-brush").setAttribute("aria-pressed", String(tool === "brush"));
+    $("mask-erase").setAttribute("aria-pressed", String(tool === "erase"));
+    const canvas = $("mask-canvas");
+    if (tool) canvas.dataset.tool = tool;
+    else delete canvas.dataset.tool;
+    if (!tool) this.cursor.hidden = true;
+  },
+
+  // The mask as the server takes it: a PNG of the image's size, white where it is repainted; null if empty.
+  maskImage() {
+    const canvas = $("mask-canvas");
+    if (!this.painted || !this.has()) return null;
+    const { width, height } = canvas;
+    const pixels = canvas.getContext("2d").getImageData(0, 0, width, height).data;
+    let any = false;
+    for (let i = 3; i < pixels.length && !any; i += 4) any = pixels[i] > 0;
+    if (!any) return null;
+    const white = element("canvas", { width, height });
+    const context = white.getContext("2d");
+    context.drawImage(canvas, 0, 0);
+    context.globalCompositeOperation = "source-in"; // keep the strokes' coverage, in white
+    context.fillStyle = "#fff";
+    context.fillRect(0, 0, width, height);
+    const mask = element("canvas", { width, height });
+    const out = mask.getContext("2d");
+    out.fillStyle = "#000";
+    out.fillRect(0, 0, width, height);
+    out.drawImage(white, 0, 0);
+    return mask.toDataURL("image/png");
+  },
+
+  initPainting() {
+    const canvas = $("mask-canvas");
+    const at = (event) => {
+      const box = canvas.getBoundingClientRect();
+      return { x: ((event.clientX - box.left) * canvas.width) / box.width, y: ((event.clientY - box.top) * canvas.height) / box.height };
+    };
+    const paint = (from, to) => {
+      const box = canvas.getBoundingClientRect();
+      const context = canvas.getContext("2d");
+      context.globalCompositeOperation = this.tool === "erase" ? "destination-out" : "source-over";
+      context.strokeStyle = context.fillStyle = MASK_COLOUR;
+      context.lineWidth = (Number($("brush-size").value) * canvas.width) / box.width; // the size as seen
+      context.lineCap = context.lineJoin = "round";
+      context.beginPath();
+      context.moveTo(from.x, from.y);
+      context.lineTo(to.x + 0.01, to.y); // a click paints a dot
+      context.stroke();
+      if (this.tool === "brush") this.painted = true;
+    };
+    canvas.addEventListener("pointerdown", (event) => {
+      if (!this.tool || event.button > 0) return;
+      event.preventDefault();
+      canvas.setPointerCapture(event.pointerId);
+      const point = at(event);
+      this.stroke = { id: event.pointerId, ...point };
+      paint(point, point);
+    });
+    canvas.addEventListener("pointermove", (event) => {
+      this.moveCursor(event);
+      if (!this.stroke || this.stroke.id !== event.pointerId) return;
+      const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+      for (const each of events.length ? events : [event]) {
+        const point = at(each);
+        paint(this.stroke, point);
+        Object.assign(this.stroke, point);
+      }
+    });
+    const end = (event) => {
+      if (this.stroke && this.stroke.id === event.pointerId) this.stroke = null;
+    };
+    canvas.addEventListener("pointerup", end);
+    canvas.addEventListener("pointercancel", end);
+    canvas.addEventListener("pointerleave", () => (this.cursor.hidden = true));
+  },
+
+  // A ring the brush's size follows the pointer over the picture (the size slider shows it in the middle).
+  moveCursor(event) {
+    const canvas = $("mask-canvas");
+    const size = Number($("brush-size").value);
+    const box = canvas.getBoundingClientRect();
+    if (!this.tool || !box.width) return;
+    const x = event ? event.clientX - box.left : box.width / 2;
+    const y = event ? event.clientY - box.top : box.height / 2;
+    Object.assign(this.cursor.style, { width: `${size}px`, height: `${size}px`, left: `${x}px`, top: `${y}px` });
+    this.cursor.hidden = false;
+  },
+
+  initDropAndPaste() {
+    const zone = $("dropzone");
+    const carries = (event) => {
+      const types = [...(event.dataTransfer ? event.dataTransfer.types : [])];
+      if (types.includes("Files")) return true;
+      // A link (a result dragged from its card) unless it is dropped into a text field, which takes it as text.
+      const typing = event.target.matches && event.target.matches("input, textarea");
+      return types.includes("text/uri-list") && !typing;
+    };
+    // Anywhere on the page: a file dropped beside the form must not replace the page with the file.
+    document.addEventListener("dragover", (event) => {
+      if (!carries(event)) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "copy";
+      zone.classList.add("dragging");
+    });
+    document.addEventListener("dragleave", (event) => {
+      if (!event.relatedTarget) zone.classList.remove("dragging");
+    });
+    document.addEventListener("drop", (event) => {
+      if (!carries(event)) return;
+      event.preventDefault();
+      zone.classList.remove("dragging");
+      const files = [...event.dataTransfer.files];
+      if (files.length) {
+        this.take(files);
+        return;
+      }
+      // A result dragged from its card: use that task's image.
+      const address = event.dataTransfer.getData("text/uri-list");
+      const taskId = address && new URL(address, api.base).searchParams.get("task_id");
+      if (taskId && cards.has(taskId)) useAsInput(cards.get(taskId));
+    });
+    document.addEventListener("paste", (event) => {
+      const data = event.clipboardData;
+      if (!data) return;
+      const files = [...data.items].filter((item) => item.kind === "file" && item.type.startsWith("image/")).map((item) => item.getAsFile());
+      if (!files.length) return;
+      // Text pasted into a text field stays text; a picture (alone, as a screenshot is) becomes the input.
+      const typing = event.target.matches && event.target.matches("input, textarea");
+      if (typing && data.types.includes("text/plain")) return;
+      event.preventDefault();
+      this.take(files);
+    });
+  },
+};
+
+// The size a task sent without width and height will have: the image's, within the model's sides and the server's
+// pixels, in the model's size steps (twice the image for an upscale model). As the server computes it.
+function sizeFromImage(image, role) {
+  const limits = form.limits();
+  const info = server.info || {};
+  let width = image.width;
+  let height = image.height;
+  if (role.kind === "upscale") [width, height] = [width * 2, height * 2];
+  const maxPixels = info.max_pixels || Infinity;
+  let scale = Math.min(1, limits.max_side / Math.max(width, height), Math.sqrt(maxPixels / (width * height)));
+  scale = Math.max(scale, limits.min_side / Math.min(width, height));
+  const round = (pixels) => Math.max(limits.size_step, Math.floor(pixels / limits.size_step) * limits.size_step);
+  return [round(Math.round(width * scale)), round(Math.round(height * scale))];
+}
+
+// "Use as input" on a card: its image becomes the input image.
+async function useAsInput(card) {
+  try {
+    const response = await api.request("api/image", { query: { task_id: card.id, delete: "false" }, raw: true });
+    const blob = await response.blob();
+    const file = new File([blob], fileName(card), { type: blob.type || "image/jpeg" });
+    if (await inputs.take([file], { main: true })) {
+      $("image-field").scrollIntoView({ block: "nearest" });
+      announce(`The image of seed ${card.seed} is now the input image.`);
+    }
+  } catch (error) {
+    inputs.say(`Could not use that image: ${error.message}`, "error");
+  }
 }
 
 // -- cards: one per task ---------------------------------------------------------------------------------------
@@ -362,7 +1010,7 @@ const streams = new Map(); // task id -> EventSource
 
 const PERSISTED = [
   "id", "prompt", "negative_prompt", "seed", "width", "height", "steps", "guidance", "format", "quality",
-  "priority", "batch", "index", "status", "error",
+  "priority", "batch", "index", "status", "error", "model", "input",
 ];
 
 function storageKey() {
@@ -433,8 +1081,11 @@ function applyStatus(card, status) {
   }
   if ("progress" in status) card.progress = status.progress;
   if ("error" in status) card.error = status.error;
+  if (typeof status.model === "string") card.model = status.model;
+  if ("loading_model" in status) card.loading_model = status.loading_model || null;
   if (FINAL.has(card.status)) {
     card.cancelling = false;
+    card.loading_model = null;
     closeStream(card.id);
     scheduler.remove(`card:${card.id}`);
   }
@@ -446,6 +1097,7 @@ function applyStatus(card, status) {
     }
     if (FINAL.has(card.status)) {
       scheduler.soon("queue", 250); // the queue panel should not show it running for seconds more
+      scheduler.soon("models", 1000); // which models are loaded may have changed
       saveCards();
       updateEmptyState();
       announceFinal(card);
@@ -483,7 +1135,7 @@ async function pollCard(card) {
   if (!card.pollFirst && openStream(card)) return null;
   card.pollFirst = false;
   try {
-    applyStatus(card, await api.request("api/status", { query: { task_id: card.id } }));
+    applyStatus(card, await api.request("api/status", { query: { task_id: card.id }, accept: [410] }));
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) {
       applyStatus(card, { status: "gone", error: "The server no longer knows this task (expired or reset)." });
@@ -523,9 +1175,14 @@ function openStream(card) {
     connection.reachable();
   });
   on("queued", (d) => applyStatus(card, { status: "waiting", pos: d.pos, wait_remaining: d.wait_remaining }));
-  on("progress", (d) =>
-    applyStatus(card, { status: "running", progress: { step: d.step, steps: d.steps }, wait_remaining: d.wait_remaining }),
-  );
+  on("progress", (d) => {
+    const update = { status: "running", progress: { step: d.step, steps: d.steps }, wait_remaining: d.wait_remaining };
+    if (d.step > 0) update.loading_model = null; // it steps: its model is loaded
+    applyStatus(card, update);
+    // The stream does not say whether the task waits for its model to load: the queue listing does.
+    const entry = picker.models && picker.models[modelName(card)];
+    if (d.step === 0 && entry && !entry.loaded) scheduler.soon("queue", 0);
+  });
   on("preview", () => card.view.showPreview());
   on("done", () => applyStatus(card, { status: "done", error: null }));
   on("failed", (d) => applyStatus(card, { status: "failed", error: d.error || "failed" }));
@@ -578,6 +1235,7 @@ const ICONS = {
   expand: '<path d="M2.5 6V2.5H6M10 2.5h3.5V6M13.5 10v3.5H10M6 13.5H2.5V10"/>',
   again: '<path d="M13 8a5 5 0 1 1-1.46-3.54M13.2 2.3v2.9h-2.9"/>',
   edit: '<path d="M10.5 2.5l3 3L6 13H3v-3z"/>',
+  input: '<rect x="2.5" y="2.5" width="11" height="11" rx="2"/><path d="M5 11l2.5-3 2 2 1.5-1.5L13 11"/><circle cx="6" cy="6" r="1"/>',
   close: '<path d="M4 4l8 8M12 4l-8 8"/>',
 };
 
@@ -614,6 +1272,17 @@ function slug(text) {
       .replace(/^-|-$/g, "")
       .slice(0, 40) || "image"
   );
+}
+
+// What a card says of the images its task was sent: "from an image · keep 40% · masked".
+function inputText(input) {
+  if (!input) return [];
+  const what = { upscale: "upscaled", edit: input.images > 1 ? `edit of ${input.images} images` : "edit" }[input.kind];
+  return [
+    what || (input.images > 1 ? `from ${input.images} images` : "from an image"),
+    input.strength === null || input.strength === undefined ? "" : `keep ${Math.round(input.strength * 100)}%`,
+    input.mask ? "masked" : "",
+  ];
 }
 
 function imageUrl(card) {
@@ -672,10 +1341,14 @@ class CardView {
       "aria-label": `Edit: put the settings of ${title} in the form`,
       title: "Put this prompt and its settings in the form",
     }, "edit");
+    this.useButton = button("Use as input", () => useAsInput(card), {
+      "aria-label": `Use as input: start from the image of ${title}`,
+      title: "Make this image the input image",
+    }, "input");
     this.removeButton = button("", () => dropCard(card.id), { class: "remove", "aria-label": `Remove ${title} from this page`, title: "Remove" }, "close");
     this.media.append(this.removeButton);
     this.actions = element("div", { class: "actions" }, [
-      this.cancelButton, this.download, this.fullButton, this.againButton, this.reuseButton,
+      this.cancelButton, this.download, this.fullButton, this.againButton, this.reuseButton, this.useButton,
     ]);
     const body = element("div", { class: "body" }, [this.bar, this.statusText, this.prompt, this.meta, this.actions]);
     this.root = element("li", { class: "card", "data-task-id": card.id }, [this.media, body]);
@@ -686,7 +1359,7 @@ class CardView {
     if (!cards.has(card.id)) return null;
     let status;
     try {
-      status = await api.request("api/status", { query: { task_id: card.id } });
+      status = await api.request("api/status", { query: { task_id: card.id }, accept: [410] });
     } catch (error) {
       if (!(error instanceof ApiError && error.status === 404)) throw error;
       applyStatus(card, { status: "gone", error: "The server no longer knows this task (expired or reset)." });
@@ -720,9 +1393,15 @@ class CardView {
     const status = card.cancelling && !FINAL.has(card.status) ? "cancelling" : card.status;
     this.root.dataset.status = card.status;
     this.chip.textContent = status === "cancelling" ? "Cancelling" : STATUS_LABEL[card.status] || card.status;
-    this.meta.textContent = [
+    const meta = [
       `seed ${card.seed}`, `${card.width}×${card.height}`, `${card.steps} steps`, card.format, card.priority ? "priority" : "",
+      ...inputText(card.input),
     ].filter(Boolean).join(" · ");
+    if (this.metaText !== `${card.model}|${meta}`) {
+      this.metaText = `${card.model}|${meta}`;
+      const model = card.model ? [element("span", { class: "model-name", title: "Model", text: card.model }), " · "] : [];
+      this.meta.replaceChildren(...model, meta);
+    }
 
     const done = card.status === "done";
     if (done && !this.image.getAttribute("src")) {
@@ -738,7 +1417,9 @@ class CardView {
     this.cancelButton.disabled = Boolean(card.cancelling);
     this.download.hidden = !done || Boolean(this.imageError);
     this.fullButton.hidden = !done || Boolean(this.imageError);
-    this.againButton.hidden = active;
+    // A task sent with images is sent again with them while this page still holds them (not after a reload).
+    this.againButton.hidden = active || Boolean(card.input && !inputs.kept.has(card.batch));
+    this.useButton.hidden = !done || Boolean(this.imageError);
     this.removeButton.hidden = active;
 
     const progress = card.progress;
@@ -759,15 +1440,20 @@ class CardView {
     const card = this.card;
     const left = card.wait === null ? NaN : Math.max(card.wait - (now() - card.waitAt) / 1000, 0);
     const eta = Number.isFinite(left) ? `~${formatSeconds(left)}` : "";
+    const loading = card.loading_model;
     let text;
     switch (card.status) {
       case "waiting":
-        text = [card.pos === null || card.pos === undefined ? "In queue" : `#${card.pos + 1} in queue`, eta];
+        text = [
+          card.pos === null || card.pos === undefined ? "In queue" : `#${card.pos + 1} in queue`,
+          loading && `then loading ${loading}…`, // its model is loaded when its turn comes
+          eta,
+        ];
         break;
       case "running":
-        text = card.progress && card.progress.step > 0
-          ? [`Step ${card.progress.step}/${card.progress.steps}`, eta && `${eta} left`]
-          : ["Starting", eta && `${eta} left`];
+        if (loading) text = [`Loading ${loading}…`, eta && `${eta} left`];
+        else if (card.progress && card.progress.step > 0) text = [`Step ${card.progress.step}/${card.progress.steps}`, eta && `${eta} left`];
+        else text = ["Starting", eta && `${eta} left`];
         break;
       case "done":
         text = [this.imageError || "Done"];
@@ -827,7 +1513,8 @@ function resubmit(card) {
   const params = Object.fromEntries(
     ["prompt", "negative_prompt", "width", "height", "steps", "guidance", "format", "quality", "priority"].map((n) => [n, card[n]]),
   );
-  submit(params, 1, randomSeed(1));
+  const kept = card.input ? inputs.kept.get(card.batch) : null; // with the images it was sent
+  submit({ ...params, ...modelRequest(card) }, 1, randomSeed(1), kept); // on the model it ran on
 }
 
 const lightbox = {
@@ -865,12 +1552,17 @@ async function refreshQueue() {
   // The listing is also fresh news about our own waiting cards: no need to ask for them one by one soon.
   for (const task of tasks) {
     const card = cards.get(task.task_id);
-    if (card && !FINAL.has(card.status) && !streams.has(card.id) && !card.cancelling) {
+    if (!card || FINAL.has(card.status) || card.cancelling) continue;
+    if (streams.has(card.id)) {
+      // Its stream reports steps, not the model it waits for: take that from here.
+      applyStatus(card, { model: task.model, loading_model: task.loading_model });
+    } else {
       applyStatus(card, task);
       scheduler.postpone(`card:${card.id}`, pollDelay(card));
     }
   }
-  return QUEUE_EVERY_MS;
+  const loading = [...cards.values()].some((card) => card.loading_model && !FINAL.has(card.status));
+  return loading ? QUEUE_LOADING_EVERY_MS : QUEUE_EVERY_MS;
 }
 
 function renderQueue(tasks, total) {
@@ -887,10 +1579,18 @@ function renderQueue(tasks, total) {
     const steps = task.status === "running" && progress ? `${progress.step}/${progress.steps}` : String(task.steps);
     const where = task.status === "running" ? "▶" : String((task.pos ?? 0) + 1);
     const who = mine ? element("span", { class: "tag", text: "you" }) : "";
-    const status = element("td", {}, [element("span", { class: `state state-${task.status}`, text: task.status }), " ", who]);
+    // A running task whose model is being loaded for it is "loading" (a waiting one waits, then loads).
+    const state = task.loading_model && task.status === "running" ? "loading" : task.status;
+    const status = element("td", {}, [element("span", { class: `state state-${state}`, text: state }), " ", who]);
+    const modelCell = element("td", {
+      class: "model-cell",
+      text: task.model || "",
+      title: task.loading_model ? `${task.model}: loading ${task.loading_model}…` : task.model || "",
+    });
     const row = element("tr", { class: mine ? "mine" : "" }, [
       element("td", { text: where }),
       status,
+      modelCell,
       element("td", { text: `${task.width}×${task.height}` }),
       element("td", { text: steps }),
       element("td", { text: `~${formatSeconds(task.wait_remaining)}` }),
@@ -908,7 +1608,10 @@ function randomSeed(count) {
   return value % (MAX_SEED - count + 2); // room for seeds n … n+count-1
 }
 
-const FORM_FIELDS = ["size-preset", "width", "height", "count", "seed", "seed-random", "format", "quality", "priority", "guidance", "negative-prompt", "prompt"];
+const FORM_FIELDS = [
+  "size-preset", "width", "height", "count", "seed", "seed-random", "format", "quality", "priority", "guidance",
+  "negative-prompt", "prompt", "strength", "resize", "brush-size",
+];
 
 const form = {
   stepsTouched: false,
@@ -954,24 +1657,114 @@ const form = {
 
   presetChanged() {
     const value = $("size-preset").value;
-    if (value !== "custom") {
+    if (value === "image") {
+      inputs.render();
+    } else if (value !== "custom") {
       const [width, height] = value.split("x");
       $("width").value = width;
       $("height").value = height;
     } else {
       $("width").focus();
     }
+    this.sync();
+  },
+
+  // With an image the size follows it unless the person chose one; without, the preset the width and height match.
+  imagesChanged({ added }) {
+    if (added) {
+      $("size-preset").value = "image";
+    } else if ($("size-preset").value === "image") {
+      this.matchPreset();
+    }
+    this.renderSizeOption();
+    this.sync();
+  },
+
+  sizeFromImage() {
+    return $("size-preset").value === "image" && inputs.has();
+  },
+
+  renderSizeOption() {
+    const option = $("size-from-image");
+    const main = inputs.images[0];
+    option.hidden = option.disabled = !main;
+    if (!main) {
+      option.textContent = "From the image";
+      return;
+    }
+    const role = imageRole();
+    const [width, height] = sizeFromImage(main, role);
+    option.textContent = `${role.kind === "upscale" ? "2× the image" : "From the image"} · ${width} × ${height}`;
   },
 
   matchPreset() {
+    if ($("size-preset").value === "image" && inputs.has()) return;
     const key = `${$("width").value}x${$("height").value}`;
     const preset = [...$("size-preset").options].find((option) => option.value === key);
     $("size-preset").value = preset ? key : "custom";
   },
 
+  // The bounds and defaults of the picked model within the server's limits (the server's own when it lists none).
+  limits() {
+    const info = server.info || {};
+    const entry = picker.entry();
+    const serverMax = info.max_side ?? 2560;
+    return {
+      min_side: Math.max(info.min_side ?? 64, (entry && entry.min_side) || 0),
+      max_side: Math.min(serverMax, (entry && entry.max_side) || serverMax),
+      size_step: (entry && entry.size_step) || info.size_step || 16,
+      max_steps: info.max_steps ?? 100,
+      default_steps: entry ? entry.steps : info.default_steps,
+      default_guidance: entry ? entry.default_guidance : info.default_guidance,
+      guidance_adjustable: entry ? Boolean(entry.guidance_adjustable) : info.guidance_adjustable !== false,
+      supports_negative_prompt: entry ? Boolean(entry.supports_negative_prompt) : Boolean(info.supports_negative_prompt),
+    };
+  },
+
+  // Bounds, defaults and the fields the picked model takes. `reset`: its default steps and guidance replace the
+  // form's (a model was picked); otherwise steps follow the default until the person sets them.
+  applyLimits({ reset = false } = {}) {
+    if (!server.info) return;
+    const limits = this.limits();
+    for (const side of ["width", "height"]) {
+      const input = $(side);
+      input.min = limits.min_side;
+      input.max = limits.max_side;
+      input.step = limits.size_step;
+      const value = Number(input.value);
+      if (reset && Number.isFinite(value) && (value < limits.min_side || value > limits.max_side)) {
+        const clamped = clamp(value, limits.min_side, limits.max_side);
+        input.value = Math.max(limits.min_side, clamped - (clamped % limits.size_step));
+      }
+    }
+    for (const option of $("size-preset").options) {
+      if (option.value === "custom") continue;
+      const sides = option.value.split("x").map(Number);
+      option.disabled = sides.some((side) => side < limits.min_side || side > limits.max_side);
+    }
+    $("steps").max = limits.max_steps;
+    if (limits.default_steps && (reset || !this.stepsTouched)) $("steps").value = limits.default_steps;
+    if (reset) {
+      this.stepsTouched = false;
+      $("guidance").value = limits.guidance_adjustable && limits.default_guidance !== null ? limits.default_guidance ?? "" : "";
+    }
+    const guidance = limits.default_guidance;
+    $("guidance").placeholder = guidance === null || guidance === undefined ? "default" : `default ${guidance}`;
+    $("guidance-field").hidden = !limits.guidance_adjustable;
+    $("negative-field").hidden = !limits.supports_negative_prompt;
+    this.matchPreset();
+    this.summarise();
+    picker.render();
+    this.renderSizeOption();
+    inputs.render();
+  },
+
   sync() {
     $("seed").disabled = $("seed-random").checked;
     $("quality").disabled = $("format").value === "PNG";
+    $("size-fields").hidden = this.sizeFromImage();
+    $("resize-field").hidden = this.sizeFromImage();
+    this.renderSizeOption();
     this.summarise();
   },
 
@@ -979,7 +1772,7 @@ const form = {
   summarise() {
     const format = $("format").value;
     $("options-summary").textContent = [
-      `${$("width").value}×${$("height").value}`,
+      this.sizeFromImage() ? "size of the image" : `${$("width").value}×${$("height").value}`,
       `${$("steps").value} steps`,
       $("seed-random").checked ? "random seed" : `seed ${$("seed").value}`,
       format === "PNG" ? format : `${format} ${$("quality").value}`,
@@ -988,6 +1781,13 @@ const form = {
   },
 
   fill(card) {
+    const kept = card.input ? inputs.kept.get(card.batch) : null;
+    if (kept) inputs.restore(kept.snapshot);
+    if (picker.models && modelName(card) in picker.models) {
+      picker.pick(modelName(card));
+      storage.set("mflux.model", picker.picked);
+      this.applyLimits();
+    }
     $("prompt").value = card.prompt;
     $("negative-prompt").value = card.negative_prompt || "";
     $("width").value = card.width;
@@ -1000,11 +1800,16 @@ const form = {
     $("guidance").value = card.guidance ?? "";
     $("seed").value = card.seed;
     $("seed-random").checked = false;
+    if (kept && card.input.strength !== null) $("strength").value = Math.round(card.input.strength * 100);
+    inputs.renderStrength();
+    $("size-preset").value = "custom"; // the card's own size
     this.matchPreset();
-    this.sync();
+    inputs.changed();
     this.save();
     $("prompt").focus();
-    announce("Settings copied to the form.");
+    const lost = card.input && !kept ? " Its input image is not kept after a reload: add it again." : "";
+    announce(`Settings copied to the form.${lost}`);
+    if (lost) inputs.say(lost.trim(), "warn");
   },
 
   // Read and check the form; on a problem, say which field and put the focus there.
@@ -1014,12 +1819,13 @@ const form = {
       $(id).focus();
       return null;
     };
-    const info = server.info || { min_side: 64, max_side: 2560, max_steps: 100 };
+    const info = this.limits();
     const integer = (id) => (/^\s*\d+\s*$/.test($(id).value) ? Number($(id).value) : NaN);
     const prompt = $("prompt").value.trim();
     if (!prompt) return fail("prompt", "Write a prompt first.");
     const values = { prompt };
-    for (const side of ["width", "height"]) {
+    const sizeFromImage = this.sizeFromImage();
+    for (const side of sizeFromImage ? [] : ["width", "height"]) {
       const value = integer(side);
       if (!(value >= info.min_side && value <= info.max_side)) {
         return fail(side, `${side[0].toUpperCase() + side.slice(1)} must be between ${info.min_side} and ${info.max_side}.`);
@@ -1043,15 +1849,18 @@ const form = {
     if (values.format !== "PNG" && !(quality >= 1 && quality <= 100)) return fail("quality", "Quality must be between 1 and 100.");
     values.quality = quality || 90;
     values.priority = $("priority").checked;
+    if (picker.entry()) values.model = picker.picked;
     const guidance = $("guidance").value.trim();
-    if (guidance && !$("guidance").disabled) {
+    if (guidance && !$("guidance-field").hidden) {
       const number = Number(guidance);
       if (!(number >= 0 && number <= 30)) return fail("guidance", "Guidance must be between 0 and 30.");
       values.guidance = number;
     }
     const negative = $("negative-prompt").value.trim();
     if (negative && !$("negative-field").hidden) values.negative_prompt = negative;
-    return { values, count, seed: seed ?? randomSeed(count) };
+    const images = inputs.request({ sizeFromImage });
+    if (images.problem) return fail("image-file", images.problem);
+    return { values, count, seed: seed ?? randomSeed(count), images: images.summary ? images : null };
   },
 
   message(text) {
@@ -1066,7 +1875,7 @@ const form = {
     generate.disabled = true;
     generate.textContent = read.count > 1 ? `Queuing ${read.count}…` : "Queuing…";
     try {
-      await submit(read.values, read.count, read.seed);
+      await submit(read.values, read.count, read.seed, read.images);
     } finally {
       generate.disabled = false;
       generate.textContent = "Generate";
@@ -1075,13 +1884,15 @@ const form = {
 };
 
 // Queue `count` tasks with seeds seed, seed+1, …; a card appears for each as soon as the server accepts it.
-async function submit(values, count, seed) {
+// `images`: the input images' fields of the body, what the cards say of them, and what "Edit" puts back.
+async function submit(values, count, seed, images = null) {
   const batch = Date.now();
+  if (images) inputs.keep(batch, images);
   let queued = 0;
   try {
     for (let index = 0; index < count; index++) {
       const body = { ...values, seed: seed + index };
-      const answer = await api.request("api/generate", { method: "POST", body });
+      const answer = await api.request("api/generate", { method: "POST", body: images ? { ...body, ...images.fields } : body });
       // Newest batch first, a batch in seed order: each new card goes right after its predecessor.
       const previous = [...cards.values()].find((c) => c.batch === batch && c.index === index - 1);
       const card = addCard({
@@ -1092,6 +1903,8 @@ async function submit(values, count, seed) {
         height: answer.height,
         steps: answer.steps,
         guidance: answer.guidance,
+        model: answer.model ?? body.model, // the variant it runs on, e.g. "dev@q8"
+        input: images ? images.summary : null,
         status: answer.status,
         error: null,
         wait: answer.expected_time_seconds,
@@ -1146,7 +1959,9 @@ function connectTo(base) {
   scheduler.pausedUntil = 0;
   api.base = base;
   server.info = null;
+  server.probed = false;
   server.streams = false;
+  picker.reset();
   connection.state = "unknown";
   connection.summary = "";
   connection.render();
@@ -1193,12 +2008,15 @@ function initServerSettings() {
 
 function init() {
   form.init();
+  picker.init();
+  inputs.init();
   lightbox.init();
   $("clear-finished").addEventListener("click", clearFinished);
   $("cancel-mine").addEventListener("click", cancelMine);
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden) {
       scheduler.add("queue", refreshQueue, 0);
+      if (picker.models) scheduler.add("models", loadModels, 0);
       for (const card of cards.values()) scheduler.soon(`card:${card.id}`, 0);
     }
   });

@@ -1,0 +1,249 @@
+"""Which waiting task runs next, and when each one will: the one rule for choosing, and the plan it makes.
+
+The rule (`pick`): priority tasks first, then first come, first served, except that a task whose variant is
+already loaded may run before older tasks that would need a switch (a load of tens of seconds), so that a queue
+alternating between models does not reload on every task. That unfairness is bounded: a task is never overtaken
+by more than `max_overtakes` later tasks, nor by more than `max_overtake_seconds` of their work; once either bound
+would be passed, the oldest task runs and the switch happens. Priority tasks are never overtaken by normal ones.
+
+The scheduler asks `pick` for the engine's next task; the forecasts come from `plan`, which applies the same `pick`
+to the whole queue and every worker (`Lane`), switching when the rule says so. Both are pure: queue, workers and
+costs come in as arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A waiting task as the planner sees it."""
+
+    id: str
+    seq: int
+    priority: bool
+    variant: str  # Variant.key: tasks of one variant run without a load between them
+    cost_key: str  # what the forecaster learns costs under (the model, and its quantization)
+    megapixels: float
+    steps: int  # denoising steps that will run
+    prompt_key: str  # equal for equal prompts: mflux's prompt cache skips their text encoding
+    overtaken: int = 0
+    overtaken_seconds: float = 0.0
+    attempts: int = 0  # runs so far: above 0, it is a re-run after a worker died
+
+
+@dataclass(frozen=True)
+class Fairness:
+    max_overtakes: int = 8
+    max_overtake_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class Choice:
+    task: Queued
+    overtakes: tuple[Queued, ...] = ()  # the older tasks it goes ahead of (each gets an overtaking counted)
+
+
+class Costs:
+    """What the planner needs of the forecaster: seconds on the engine, and seconds to load."""
+
+    def task_seconds(self, task: Queued, cached: bool, first_after_load: bool) -> float:
+        raise NotImplementedError
+
+    def load_seconds(self, variant: str, cost_key: str) -> float:
+        raise NotImplementedError
+
+
+def pick(
+    queue: Iterable[Queued], warm: Iterable[str], fairness: Fairness, cost: Callable[[Queued], float]
+) -> Choice | None:
+    """The task a worker holding the `warm` variants runs next, from the waiting tasks in queue order."""
+    warm = set(warm)
+    tasks = iter(queue)
+    head = next(tasks, None)
+    if head is None or head.variant in warm or not warm:
+        return None if head is None else Choice(head)
+    skipped = [head]
+    for task in tasks:
+        if task.priority != head.priority:
+            break  # a priority head is never overtaken by a normal task
+        if task.variant not in warm:
+            skipped.append(task)
+            continue
+        seconds = cost(task)
+        allowed = all(
+            s.overtaken < fairness.max_overtakes and s.overtaken_seconds + seconds <= fairness.max_overtake_seconds
+            for s in skipped
+        )
+        return Choice(task, tuple(skipped)) if allowed else Choice(head)
+    return Choice(head)
+
+
+@dataclass
+class Lane:
+    """A worker as the planner sees it."""
+
+    name: str
+    warm: tuple[str, ...]  # loaded variants, the least recently used first
+    max_loaded: int = 1
+    free_in: float = 0.0  # seconds until it can start another task
+    busy: bool = False  # it holds a task now
+    prompts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # variant → recent prompt keys
+    fresh: frozenset[str] = frozenset()  # variants loaded that have not rendered yet: their first image warms up
+    available: bool = True  # it can take work (alive, not halted)
+
+
+@dataclass(frozen=True)
+class Planned:
+    lane: str
+    position: int  # waiting tasks planned to start before it
+    start: float  # seconds from the lane's being free until the task starts (its load included before it)
+    end: float  # ... until its pixels are done
+    switch: bool  # a load precedes it
+
+
+@dataclass
+class Plan:
+    entries: dict[str, Planned]
+    order: list[str]
+    tails: dict[str, _LaneState]  # where each lane ends, for tasks that join the end of the queue
+    busy: dict[str, bool]
+    variants: set[str] = field(default_factory=set)  # every variant planned for or warm in a lane
+
+    def get(self, task_id: str) -> Planned | None:
+        return self.entries.get(task_id)
+
+
+@dataclass
+class _LaneState:
+    name: str
+    warm: list[str]
+    max_loaded: int
+    at: float  # seconds after the lane's free moment (its own clock)
+    offset: float  # when the lane is free, from now
+    prompts: dict[str, list[str]]
+    fresh: set[str]
+
+    def clock(self) -> float:
+        return self.offset + self.at
+
+
+PROMPT_MEMORY = 8  # prompts a model's cache holds (mflux-server bounds it: worker/engines/mflux/model.py)
+
+
+def plan(queue: list[Queued], lanes: list[Lane], costs: Costs, fairness: Fairness) -> Plan:
+    """Every waiting task's place: which worker, when it starts and ends, whether a load comes first.
+
+    Simulated as the workers would run it: whichever worker is free first takes its `pick`, loads if it must
+    (letting go of its least recently used variant), and is busy for the task's forecast time."""
+    states = [_start(lane) for lane in lanes if lane.available] or [_start(Lane("none", ()))]
+    remaining = _Remaining(queue)
+    entries: dict[str, Planned] = {}
+    order: list[str] = []
+    while remaining:
+        state = min(states, key=_LaneState.clock)
+        choice = pick(remaining, state.warm, fairness, lambda t, s=state: _seconds(t, s, costs, switch=False))
+        if choice is None:
+            break
+        task = choice.task
+        switch = task.variant not in state.warm
+        remaining.take(task, choice.overtakes, _seconds(task, state, costs, switch) if choice.overtakes else 0.0)
+        start = state.at + (costs.load_seconds(task.variant, task.cost_key) if switch else 0.0)
+        end = start + _seconds(task, state, costs, switch)
+        entries[task.id] = Planned(state.name, len(order), start, end, switch)
+        order.append(task.id)
+        _advance(state, task, switch, end)
+    variants = {task.variant for task in queue} | {variant for lane in lanes for variant in lane.warm}
+    return Plan(entries, order, {s.name: s for s in states}, {lane.name: lane.busy for lane in lanes}, variants)
+
+
+def extend(existing: Plan, tasks: Iterable[Queued], costs: Costs) -> bool:
+    """Add tasks that joined the end of the queue behind everything planned, if that is where `plan` would put
+    them: normal tasks of the one variant everything planned uses (grouping cannot move them ahead). False,
+    with the plan unchanged from that task on, when one could go further forward: plan again."""
+    for task in tasks:
+        if task.id in existing.entries:
+            continue
+        if task.priority or not existing.variants <= {task.variant}:
+            return False
+        state = min(existing.tails.values(), key=_LaneState.clock)
+        switch = task.variant not in state.warm
+        start = state.at + (costs.load_seconds(task.variant, task.cost_key) if switch else 0.0)
+        end = start + _seconds(task, state, costs, switch)
+        existing.entries[task.id] = Planned(state.name, len(existing.order), start, end, switch)
+        existing.order.append(task.id)
+        existing.variants.add(task.variant)
+        _advance(state, task, switch, end)
+    return True
+
+
+def _start(lane: Lane) -> _LaneState:
+    prompts = {variant: list(keys) for variant, keys in lane.prompts.items()}
+    return _LaneState(lane.name, list(lane.warm), lane.max_loaded, 0.0, lane.free_in, prompts, set(lane.fresh))
+
+
+def _seconds(task: Queued, state: _LaneState, costs: Costs, switch: bool) -> float:
+    cached = task.prompt_key in state.prompts.get(task.variant, ())
+    first_after_load = switch or task.variant in state.fresh
+    return costs.task_seconds(task, cached=cached and not switch, first_after_load=first_after_load)
+
+
+def _advance(state: _LaneState, task: Queued, switch: bool, end: float) -> None:
+    if switch:
+        state.warm.append(task.variant)
+        while len(state.warm) > state.max_loaded:
+            gone = state.warm.pop(0)
+            state.prompts.pop(gone, None)
+            state.fresh.discard(gone)
+        state.prompts[task.variant] = []
+    else:
+        state.warm.remove(task.variant)
+        state.warm.append(task.variant)
+    state.fresh.discard(task.variant)
+    recent = state.prompts.setdefault(task.variant, [])
+    if task.prompt_key in recent:
+        recent.remove(task.prompt_key)
+    recent.append(task.prompt_key)
+    del recent[:-PROMPT_MEMORY]
+    state.at = end
+
+
+class _Remaining:
+    """The tasks not planned yet, in queue order, iterable from the first: taking one is O(1), and iterating
+    skips what was taken (each taken task is skipped once before the start moves past it)."""
+
+    def __init__(self, queue: list[Queued]) -> None:
+        self._tasks = queue
+        self._taken: set[str] = set()
+        self._first = 0
+        self._overtaken: dict[str, tuple[int, float]] = {}
+
+    def __bool__(self) -> bool:
+        self._skip_taken()
+        return self._first < len(self._tasks)
+
+    def __iter__(self) -> Iterator[Queued]:
+        self._skip_taken()
+        for task in self._tasks[self._first :]:
+            if task.id not in self._taken:
+                yield self._with_overtakings(task)
+
+    def take(self, task: Queued, overtakes: tuple[Queued, ...], seconds: float) -> None:
+        """Plan `task`; each task it overtakes counts one more overtaking and `seconds` more of others' work."""
+        self._taken.add(task.id)
+        for skipped in overtakes:
+            count, total = self._overtaken.get(skipped.id, (skipped.overtaken, skipped.overtaken_seconds))
+            self._overtaken[skipped.id] = (count + 1, total + seconds)
+
+    def _skip_taken(self) -> None:
+        while self._first < len(self._tasks) and self._tasks[self._first].id in self._taken:
+            self._first += 1
+
+    def _with_overtakings(self, task: Queued) -> Queued:
+        counted = self._overtaken.get(task.id)
+        if counted is None:
+            return task
+        return dataclasses.replace(task, overtaken=counted[0], overtaken_seconds=counted[1])
