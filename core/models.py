@@ -79,6 +79,11 @@ class Lora:
 QUANTIZE_BITS = (3, 4, 5, 6, 8)  # mflux's QUANTIZE_CHOICES
 
 
+def model_of(variant_key: str) -> str:
+    """The model of a variant key ("dev@q8+ghibli:0.8" → "dev")."""
+    return variant_key.split("@", 1)[0].split("+", 1)[0]
+
+
 @dataclass(frozen=True)
 class Variant:
     """A model as one load of it: quantization and LoRAs are applied when the weights are loaded."""

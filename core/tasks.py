@@ -155,6 +155,7 @@ class Task:
     error: str | None = None
     image_bytes: int | None = None
     fetched_at: float | None = None
+    worker: str | None = None  # the worker it runs (or last ran) on
 
     @property
     def occupies_engine(self) -> bool:

@@ -14,7 +14,7 @@ from core import rules
 from core.engines import EngineConfig
 from core.models import Catalog, Lora, Variant
 from taskqueue.changes import ChangeFeed
-from taskqueue.forecast import HISTORY_SIZE, Forecaster, Prior
+from taskqueue.forecast import HISTORY_SIZE, LOCAL, Forecaster, Prior
 from taskqueue.housekeeping import Housekeeper
 from taskqueue.images import ImageFiles
 from taskqueue.inputs import InputFiles
@@ -77,9 +77,9 @@ def assemble(settings: ServiceSettings) -> Parts:
         log_levels=configured_levels(),
     )
     supervisor = Supervisor(worker_settings, table, scheduler)
-    scheduler.attach(supervisor)
+    scheduler.attach(supervisor, LOCAL, table)
     waits = WaitTimes(
-        store, forecaster, changes, lambda: scheduler.state, table.snapshot, settings.fairness,
+        store, forecaster, changes, scheduler.workers, scheduler.live, settings.fairness,
         settings.engine.max_loaded_models,
     )  # fmt: skip
     housekeeper = Housekeeper(store, images, changes, settings.storage, settings.housekeeping_interval, inputs)

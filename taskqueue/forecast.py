@@ -32,6 +32,7 @@ from core.progress import LiveProgress
 
 HISTORY_SIZE = 200  # the newest timings of each model the fit learns from
 HALF_LIFE = 25.0  # observations: how fast old measurements stop counting in the fit of each phase's shape
+LOCAL = "local"  # the server's own worker
 LEVEL_HALF_LIFE = 6.0  # observations: how fast the overall level follows a machine that drifts (heat, sharing)
 PRIOR_WEIGHT = 2.0  # how many observations' worth of trust the prior shape keeps
 LOAD_SMOOTHING = 0.5  # weight of the newest load time
@@ -50,6 +51,7 @@ class Timing:
     after_loop: float
     prompt_cached: bool | None = None
     first_after_load: bool = False
+    worker: str = LOCAL  # which machine ran it: each learns its own speed
 
     @property
     def step(self) -> float:
@@ -259,23 +261,29 @@ class EncodeRates:
 
 
 class Forecaster:
-    """What was learned of each model, refitted as images are rendered; safe to share between threads."""
+    """What was learned of each model on each worker, refitted as images are rendered; safe to share between
+    threads.
+
+    Costs are learned per (worker, model): machines differ several times over (an M1 Air against an M3 Ultra).
+    A worker that has not run a model yet borrows the model's costs from the worker that ran it most, scaled by
+    how much faster or slower the two have been on the models both ran; failing that, the catalog's prior at
+    that worker's (or, knowing nothing of it, every worker's) measured speed."""
 
     def __init__(
         self,
         priors: Mapping[str, Prior],
         timings: Iterable[Timing] = (),
-        loads: Mapping[str, float] | None = None,
+        loads: Mapping[tuple[str, str], float] | None = None,
         persist: Callable[[Timing], None] | None = None,
-        persist_load: Callable[[str, float], None] | None = None,
+        persist_load: Callable[[str, float, str], None] | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._priors = dict(priors)
-        self._history: dict[str, deque[Timing]] = defaultdict(lambda: deque(maxlen=HISTORY_SIZE))
+        self._history: dict[tuple[str, str], deque[Timing]] = defaultdict(lambda: deque(maxlen=HISTORY_SIZE))
         for timing in timings:
-            self._history[timing.key].append(timing)
+            self._history[(timing.worker, timing.key)].append(timing)
         self._loads = dict(loads or {})
-        self._learned: dict[str, ModelCosts] = {key: self._fit(key) for key in self._history}
+        self._learned: dict[tuple[str, str], ModelCosts] = {pair: self._fit(*pair) for pair in self._history}
         self._persist = persist
         self._persist_load = persist_load
         self.encode = EncodeRates()
@@ -285,59 +293,94 @@ class Forecaster:
         with self._lock:
             self._priors.setdefault(key, prior)
 
-    def costs(self, key: str) -> ModelCosts:
-        """The model's learned costs, or its prior at this machine's measured speed if it has never run."""
-        learned = self._learned.get(key)
-        if learned is not None:
-            return learned
-        costs = ModelCosts.from_prior(self._prior(key)).scaled(self.machine_factor())
-        load = self._loads.get(key)
-        return costs if load is None else replace(costs, load=load)
+    def costs(self, key: str, worker: str = LOCAL) -> ModelCosts:
+        """The model's costs on this worker: learned there, or borrowed (see the class), or the prior."""
+        learned = self._learned.get((worker, key))
+        if learned is None:
+            learned = self._borrowed(key, worker)
+        if learned is None:
+            factor = self._speed(worker)
+            factor = factor if factor is not None else self.machine_factor()
+            learned = ModelCosts.from_prior(self._prior(key)).scaled(factor)
+        load = self._load(key, worker)
+        return learned if load is None else replace(learned, load=load)
 
-    def task_seconds(self, key: str, megapixels: float, steps: int, cached: bool, first_after_load: bool) -> float:
-        return self.costs(key).seconds(megapixels, steps, cached, first_after_load)
+    def task_seconds(
+        self, key: str, megapixels: float, steps: int, cached: bool, first_after_load: bool, worker: str = LOCAL
+    ) -> float:
+        return self.costs(key, worker).seconds(megapixels, steps, cached, first_after_load)
 
-    def load_seconds(self, key: str) -> float:
-        return self.costs(key).load
+    def load_seconds(self, key: str, worker: str = LOCAL) -> float:
+        return self.costs(key, worker).load
 
     def observations(self, key: str) -> int:
-        return len(self._history.get(key, ()))
+        return sum(len(history) for (_, model), history in self._history.items() if model == key)
 
     def record(self, timing: Timing) -> None:
+        pair = (timing.worker, timing.key)
         with self._lock:
-            self._history[timing.key].append(timing)
-            self._learned[timing.key] = self._fit(timing.key)
+            self._history[pair].append(timing)
+            self._learned[pair] = self._fit(*pair)
         if self._persist is not None:
             self._persist(timing)
 
-    def record_load(self, key: str, seconds: float) -> None:
+    def record_load(self, key: str, seconds: float, worker: str = LOCAL) -> None:
         if seconds <= 0:
             return
+        pair = (worker, key)
         with self._lock:
-            old = self._loads.get(key)
-            self._loads[key] = seconds if old is None else old + LOAD_SMOOTHING * (seconds - old)
-            if key in self._learned:
-                self._learned[key] = replace(self._learned[key], load=self._loads[key])
+            old = self._loads.get(pair)
+            self._loads[pair] = seconds if old is None else old + LOAD_SMOOTHING * (seconds - old)
+            if pair in self._learned:
+                self._learned[pair] = replace(self._learned[pair], load=self._loads[pair])
         if self._persist_load is not None:
-            self._persist_load(key, seconds)
+            self._persist_load(key, seconds, worker)
 
     def machine_factor(self) -> float:
-        """How much faster or slower than the priors this machine has been, on the models it ran (1: no idea)."""
+        """How much faster or slower than the priors the workers have been, on the models they ran (1: no idea)."""
+        ratios = self._ratios(None)
+        return statistics.median(ratios) if ratios else 1.0
+
+    def worker_speed(self, worker: str) -> float | None:
+        """This worker's measured speed against the priors (2: twice as slow), None before it ran anything."""
+        return self._speed(worker)
+
+    def _speed(self, worker: str) -> float | None:
+        ratios = self._ratios(worker)
+        return statistics.median(ratios) if ratios else None
+
+    def _ratios(self, worker: str | None) -> list[float]:
         ratios = []
-        for key, learned in self._learned.items():
-            if learned.observed >= 2:
+        for (on, key), learned in list(self._learned.items()):
+            if learned.observed >= 2 and (worker is None or on == worker):
                 guess = ModelCosts.from_prior(self._prior(key)).step_seconds(REFERENCE_MP)
                 ratios.append(learned.step_seconds(REFERENCE_MP) / guess)
-        return statistics.median(ratios) if ratios else 1.0
+        return ratios
+
+    def _borrowed(self, key: str, worker: str) -> ModelCosts | None:
+        """The model as another worker learned it, at this worker's speed relative to that one's."""
+        others = [(learned.observed, on, learned) for (on, model), learned in list(self._learned.items())
+                  if model == key and on != worker and learned.observed >= 2]  # fmt: skip
+        if not others:
+            return None
+        _, other, learned = max(others, key=lambda entry: entry[0])
+        mine, theirs = self._speed(worker), self._speed(other)
+        return learned.scaled(mine / theirs) if mine is not None and theirs else learned
+
+    def _load(self, key: str, worker: str) -> float | None:
+        if (worker, key) in self._loads:
+            return self._loads[(worker, key)]
+        measured = [seconds for (_, model), seconds in self._loads.items() if model == key]
+        return statistics.median(measured) if measured else None
 
     def _prior(self, key: str) -> Prior:
         """The catalog's guess for a cost key; a quantized model ("dev@q8") starts from its model's."""
         return self._priors.get(key) or self._priors.get(key.split("@", 1)[0]) or self._generic_prior()
 
-    def _fit(self, key: str) -> ModelCosts:
+    def _fit(self, worker: str, key: str) -> ModelCosts:
         prior = ModelCosts.from_prior(self._prior(key))
-        load = self._loads.get(key)
-        learned = learn(prior, list(self._history[key]))
+        load = self._loads.get((worker, key))
+        learned = learn(prior, list(self._history[(worker, key)]))
         return learned if load is None else replace(learned, load=load)
 
     def _generic_prior(self) -> Prior:

@@ -17,5 +17,7 @@ class Health:
     worker_restarts: int
     waiting: int
     running: int
-    loaded: tuple[str, ...] = ()  # the variants the worker holds loaded
-    loading: str | None = None  # the variant it is loading now
+    loaded: tuple[str, ...] = ()  # the variants the workers hold loaded
+    loading: str | None = None  # a variant being loaded now
+    workers: int = 1  # workers known (this server's own, and those on other machines)
+    workers_ready: int = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.models import Catalog, ModelInfo
+from core.models import Catalog, ModelInfo, model_of
 from taskqueue.forecast import Forecaster
 from taskqueue.scheduler import Scheduler
 
@@ -24,10 +24,10 @@ class ModelListing:
 
 
 def listing(model: ModelInfo, catalog: Catalog, scheduler: Scheduler, forecaster: Forecaster) -> ModelListing:
-    state, default = scheduler.state, scheduler.default_variant
-    variants = [key for key in state.warm if key.split("@", 1)[0].split("+", 1)[0] == model.name]
-    loading = state.loading is not None and state.loading[0].split("@", 1)[0].split("+", 1)[0] == model.name
-    errors = [error for key, error in scheduler.load_errors().items() if key.split("@")[0].split("+")[0] == model.name]
+    workers, default = scheduler.workers(), scheduler.default_variant
+    variants = [key for state in workers for key in state.warm if model_of(key) == model.name]
+    loading = any(state.loading is not None and model_of(state.loading[0]) == model.name for state in workers)
+    errors = [error for key, error in scheduler.load_errors().items() if model_of(key) == model.name]
     return ModelListing(
         info=model,
         offered=model.name in catalog.offered,

@@ -33,6 +33,7 @@ class Queued:
     overtaken: int = 0
     overtaken_seconds: float = 0.0
     attempts: int = 0  # runs so far: above 0, it is a re-run after a worker died
+    model: str = ""  # the model's name: a worker on another machine may run only some models
 
 
 @dataclass(frozen=True)
@@ -48,21 +49,26 @@ class Choice:
 
 
 class Costs:
-    """What the planner needs of the forecaster: seconds on the engine, and seconds to load."""
+    """What the planner needs of the forecaster: seconds on a worker's engine, and seconds to load there."""
 
-    def task_seconds(self, task: Queued, cached: bool, first_after_load: bool) -> float:
+    def task_seconds(self, task: Queued, cached: bool, first_after_load: bool, lane: str) -> float:
         raise NotImplementedError
 
-    def load_seconds(self, variant: str, cost_key: str) -> float:
+    def load_seconds(self, variant: str, cost_key: str, lane: str) -> float:
         raise NotImplementedError
 
 
 def pick(
-    queue: Iterable[Queued], warm: Iterable[str], fairness: Fairness, cost: Callable[[Queued], float]
+    queue: Iterable[Queued],
+    warm: Iterable[str],
+    fairness: Fairness,
+    cost: Callable[[Queued], float],
+    can_run: Callable[[Queued], bool] | None = None,
 ) -> Choice | None:
-    """The task a worker holding the `warm` variants runs next, from the waiting tasks in queue order."""
+    """The task a worker holding the `warm` variants runs next, from the waiting tasks in queue order (those it
+    `can_run`: a worker on another machine may have only some models; the others are not its to skip)."""
     warm = set(warm)
-    tasks = iter(queue)
+    tasks = iter(queue) if can_run is None else (task for task in queue if can_run(task))
     head = next(tasks, None)
     if head is None or head.variant in warm or not warm:
         return None if head is None else Choice(head)
@@ -94,6 +100,7 @@ class Lane:
     prompts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # variant → recent prompt keys
     fresh: frozenset[str] = frozenset()  # variants loaded that have not rendered yet: their first image warms up
     available: bool = True  # it can take work (alive, not halted)
+    models: frozenset[str] | None = None  # the models it can run (None: all)
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,10 @@ class _LaneState:
     offset: float  # when the lane is free, from now
     prompts: dict[str, list[str]]
     fresh: set[str]
+    models: frozenset[str] | None = None
+
+    def can_run(self, task: Queued) -> bool:
+        return self.models is None or task.model in self.models
 
     def clock(self) -> float:
         return self.offset + self.at
@@ -144,14 +155,18 @@ def plan(queue: list[Queued], lanes: list[Lane], costs: Costs, fairness: Fairnes
     entries: dict[str, Planned] = {}
     order: list[str] = []
     while remaining:
-        state = min(states, key=_LaneState.clock)
-        choice = pick(remaining, state.warm, fairness, lambda t, s=state: _seconds(t, s, costs, switch=False))
+        choice = None
+        for state in sorted(states, key=_LaneState.clock):  # the first free worker that can run something
+            cost = lambda t, s=state: _seconds(t, s, costs, switch=False)  # noqa: E731
+            choice = pick(remaining, state.warm, fairness, cost, state.can_run)
+            if choice is not None:
+                break
         if choice is None:
             break
         task = choice.task
         switch = task.variant not in state.warm
         remaining.take(task, choice.overtakes, _seconds(task, state, costs, switch) if choice.overtakes else 0.0)
-        start = state.at + (costs.load_seconds(task.variant, task.cost_key) if switch else 0.0)
+        start = state.at + (costs.load_seconds(task.variant, task.cost_key, state.name) if switch else 0.0)
         end = start + _seconds(task, state, costs, switch)
         entries[task.id] = Planned(state.name, len(order), start, end, switch)
         order.append(task.id)
@@ -169,9 +184,12 @@ def extend(existing: Plan, tasks: Iterable[Queued], costs: Costs) -> bool:
             continue
         if task.priority or not existing.variants <= {task.variant}:
             return False
-        state = min(existing.tails.values(), key=_LaneState.clock)
+        capable = [tail for tail in existing.tails.values() if tail.can_run(task)]
+        if len(capable) != len(existing.tails):
+            return False  # not every worker could take it: where it goes is the plan's to say
+        state = min(capable, key=_LaneState.clock)
         switch = task.variant not in state.warm
-        start = state.at + (costs.load_seconds(task.variant, task.cost_key) if switch else 0.0)
+        start = state.at + (costs.load_seconds(task.variant, task.cost_key, state.name) if switch else 0.0)
         end = start + _seconds(task, state, costs, switch)
         existing.entries[task.id] = Planned(state.name, len(existing.order), start, end, switch)
         existing.order.append(task.id)
@@ -182,13 +200,14 @@ def extend(existing: Plan, tasks: Iterable[Queued], costs: Costs) -> bool:
 
 def _start(lane: Lane) -> _LaneState:
     prompts = {variant: list(keys) for variant, keys in lane.prompts.items()}
-    return _LaneState(lane.name, list(lane.warm), lane.max_loaded, 0.0, lane.free_in, prompts, set(lane.fresh))
+    return _LaneState(lane.name, list(lane.warm), lane.max_loaded, 0.0, lane.free_in, prompts, set(lane.fresh),
+                      lane.models)  # fmt: skip
 
 
 def _seconds(task: Queued, state: _LaneState, costs: Costs, switch: bool) -> float:
     cached = task.prompt_key in state.prompts.get(task.variant, ())
     first_after_load = switch or task.variant in state.fresh
-    return costs.task_seconds(task, cached=cached and not switch, first_after_load=first_after_load)
+    return costs.task_seconds(task, cached and not switch, first_after_load, state.name)
 
 
 def _advance(state: _LaneState, task: Queued, switch: bool, end: float) -> None:

@@ -25,6 +25,7 @@ from core.models import Lora, ModelInfo, Variant
 from core.rules import Limits
 from core.submissions import Caller, GenerationRequest
 from core.tasks import ImageFormat, OutputSpec, Task, TaskStatus, is_task_id, new_task_id
+from taskqueue.forecast import LOCAL
 from taskqueue.health import Health
 from taskqueue.models import ModelListing, listing
 from taskqueue.parts import Parts
@@ -250,9 +251,20 @@ class TaskService:
         return tuple(found)
 
     def _require_engine(self) -> None:
-        state = self._parts.scheduler.state
-        if state.engine_error is not None:
-            raise EngineUnavailable(state.engine_error)
+        """Refuse work no worker will ever run: the local engine broken (and no other worker), or halted."""
+        scheduler = self._parts.scheduler
+        if any(state.available for state in scheduler.workers() if state.name != LOCAL):
+            return  # a worker on another machine takes it
+        local = scheduler.worker(LOCAL)
+        if local is None:
+            if scheduler.workers():
+                return  # remote workers that are starting, or between tasks: the task waits for them
+            raise EngineUnavailable(
+                "No worker: this server runs none itself (--no-local-worker) and none has registered through "
+                "the broker yet; start mflux-server-worker on a machine."
+            )
+        if local.engine_error is not None:
+            raise EngineUnavailable(local.engine_error)
         # A halted supervisor (the worker died while loading, twice) will never run anything: accepting work
         # then meant tasks that waited forever behind a 200.
         halted = self._parts.supervisor.halted_reason
@@ -323,9 +335,12 @@ class TaskService:
     def preview(self, task_id: str) -> bytes | None:
         """The running task's latest preview JPEG, or None if it has none (yet)."""
         task = self.task(task_id)
-        live = self._parts.table.snapshot()
+        worker = task.worker or LOCAL
+        live = self._parts.scheduler.live(worker)
         if task.status is not TaskStatus.RUNNING or live is None or live.task_id != task_id or not live.preview_count:
             return None
+        if worker != LOCAL:
+            return self._parts.scheduler.preview(worker, task_id)
         try:
             return self._parts.preview_path.read_bytes()
         except FileNotFoundError:
@@ -352,7 +367,7 @@ class TaskService:
             if task.status is TaskStatus.WAITING:  # a running one's are the worker's until it lets go
                 self._parts.inputs.delete(task.id)
             if task.status is TaskStatus.RUNNING:
-                self._parts.table.request_cancel(task.id)
+                self._parts.scheduler.cancel_running(task)
             if task.status in (TaskStatus.WAITING, TaskStatus.RUNNING):
                 self._parts.metrics.task_finished("cancelled")
                 log.info("task %s cancelled (was %s)", task.id, task.status.value, extra={"task_id": task.id})
@@ -424,7 +439,7 @@ class TaskService:
         deadline = time.monotonic() + timeout
         while True:
             version = self.change_version
-            if variant.key in scheduler.state.warm:
+            if any(variant.key in state.warm for state in scheduler.workers()):
                 return variant
             if error := scheduler.load_error(variant.key):
                 raise EngineUnavailable(f"The model {variant.key} cannot be loaded: {error}")
@@ -437,29 +452,41 @@ class TaskService:
     # -- health and metrics ------------------------------------------------------------------------------
 
     def health(self) -> Health:
-        """ok: the worker is alive and its engine works, and the default model is loaded or loading (not failed
-        to load); otherwise `error` says why not."""
+        """ok: some worker works and the default model is loaded or loading there (not failed to load) — the
+        local worker alive with its engine, or one on another machine; otherwise `error` says why not."""
         counts = self._store.count_by_status()
         supervisor, scheduler = self._parts.supervisor, self._parts.scheduler
-        state, default = scheduler.state, scheduler.default_variant
-        error = state.engine_error or supervisor.halted_reason
+        workers, default = scheduler.workers(), scheduler.default_variant
+        local = scheduler.worker(LOCAL)
+        error = None
+        if local is not None:
+            error = local.engine_error or supervisor.halted_reason
+            if error is None and not supervisor.alive:
+                error = "the worker process is not running (it is being restarted, or the server is stopping)"
+        elif not workers:
+            error = "no worker: none runs here (--no-local-worker) and none has registered through the broker"
+        remote_ready = [state for state in workers if state.remote and state.available]
+        if error is not None and remote_ready:
+            error = None  # another machine's worker serves meanwhile (the local trouble is in /api/workers)
         if error is None and (load_error := scheduler.load_error(default.key)):
             error = f"the default model {default.key} cannot be loaded: {load_error}"
-        if error is None and not supervisor.alive:
-            error = "the worker process is not running (it is being restarted, or the server is stopping)"
+        loaded = tuple(dict.fromkeys(key for state in workers for key in state.warm))
+        loading = next((state.loading[0] for state in workers if state.loading), None)
         return Health(
             ok=error is None,
-            worker_alive=supervisor.alive,
-            worker_pid=supervisor.pid,
-            model_loaded=default.key in state.warm,
+            worker_alive=supervisor.alive if local is not None else bool(remote_ready),
+            worker_pid=supervisor.pid if local is not None else None,
+            model_loaded=default.key in loaded,
             engine=self.engine,
             model=default.key,
             error=error,
             worker_restarts=supervisor.restarts,
             waiting=counts.get("waiting", 0),
             running=counts.get("running", 0),
-            loaded=state.warm,
-            loading=state.loading[0] if state.loading else None,
+            loaded=loaded,
+            loading=loading,
+            workers=len(workers),
+            workers_ready=sum(1 for state in workers if state.available),
         )
 
     def count_by_status(self) -> dict[str, int]:

@@ -23,7 +23,7 @@ from core.tasks import Composite, GenerationParams, ImageFormat, OutputSpec, Tas
 from taskqueue.forecast import Timing
 from taskqueue.planner import Queued
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -125,6 +125,11 @@ BEGIN
             COALESCE(NEW.ended_at, (julianday('now') - 2440587.5) * 86400.0),
             COALESCE(NEW.ended_at, (julianday('now') - 2440587.5) * 86400.0));
 END;
+""",
+    # Several workers (issue 13): which one a running task is on, and what each learned of each model.
+    4: """
+ALTER TABLE tasks ADD COLUMN worker TEXT;
+ALTER TABLE timings ADD COLUMN worker TEXT NOT NULL DEFAULT 'local';
 """,
 }
 
@@ -316,8 +321,13 @@ class TaskStore:
         row = self._read().execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
         return _task(row) if row else None
 
-    def running(self) -> list[Task]:
-        rows = self._read().execute("SELECT * FROM tasks WHERE status = 'running' ORDER BY seq").fetchall()
+    def running(self, worker: str | None = None) -> list[Task]:
+        """The running tasks (on `worker`, if given)."""
+        if worker is None:
+            rows = self._read().execute("SELECT * FROM tasks WHERE status = 'running' ORDER BY seq").fetchall()
+        else:
+            sql = "SELECT * FROM tasks WHERE status = 'running' AND worker = ? ORDER BY seq"
+            rows = self._read().execute(sql, (worker,)).fetchall()
         return [_task(r) for r in rows]
 
     def count_waiting(self, client: str | None = None) -> int:
@@ -393,14 +403,16 @@ class TaskStore:
 
     # -- state changes -----------------------------------------------------------------------------------
 
-    def claim(self, task_id: str, overtaken: Sequence[str] = (), overtaken_seconds: float = 0.0) -> Task | None:
-        """Move a waiting task to running and hand it out (None if it is no longer waiting); the tasks it goes
-        ahead of each count one more overtaking and `overtaken_seconds` more of others' work."""
+    def claim(
+        self, task_id: str, overtaken: Sequence[str] = (), overtaken_seconds: float = 0.0, worker: str = "local"
+    ) -> Task | None:
+        """Move a waiting task to running on `worker` and hand it out (None if it is no longer waiting); the tasks
+        it goes ahead of each count one more overtaking and `overtaken_seconds` more of others' work."""
         with self._write() as db:
             cursor = db.execute(
                 "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = NULL, "
-                "rendered_at = NULL WHERE id = ? AND status = 'waiting'",
-                (task_id,),
+                "rendered_at = NULL, worker = ? WHERE id = ? AND status = 'waiting'",
+                (worker, task_id),
             )
             if cursor.rowcount != 1:
                 return None
@@ -484,7 +496,7 @@ class TaskStore:
         with self._write() as db:
             cursor = db.execute(
                 f"UPDATE tasks SET status = 'waiting', attempts = {attempts}, started_at = NULL, "
-                "rendered_at = NULL WHERE id = ? AND status = 'running'",
+                "rendered_at = NULL, worker = NULL WHERE id = ? AND status = 'running'",
                 (task_id,),
             )
             return cursor.rowcount == 1
@@ -570,36 +582,36 @@ class TaskStore:
         with self._write() as db:
             db.execute(
                 "INSERT INTO timings (key, kind, megapixels, steps, before_loop, loop, after_loop, cached, first, "
-                "recorded_at) VALUES (?, 'image', ?, ?, ?, ?, ?, ?, ?, ?)",
+                "recorded_at, worker) VALUES (?, 'image', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (timing.key, timing.megapixels, timing.steps, timing.before_loop, timing.loop, timing.after_loop,
                  None if timing.prompt_cached is None else int(timing.prompt_cached), int(timing.first_after_load),
-                 self._clock()),
+                 self._clock(), timing.worker),
             )  # fmt: skip
-            self._trim(db, "image", timing.key)
+            self._trim(db, "image", timing.key, timing.worker)
 
-    def add_load(self, key: str, seconds: float) -> None:
+    def add_load(self, key: str, seconds: float, worker: str = "local") -> None:
         with self._write() as db:
             db.execute(
-                "INSERT INTO timings (key, kind, seconds, recorded_at) VALUES (?, 'load', ?, ?)",
-                (key, seconds, self._clock()),
+                "INSERT INTO timings (key, kind, seconds, recorded_at, worker) VALUES (?, 'load', ?, ?, ?)",
+                (key, seconds, self._clock(), worker),
             )
-            self._trim(db, "load", key)
+            self._trim(db, "load", key, worker)
 
     @staticmethod
-    def _trim(db: sqlite3.Connection, kind: str, key: str) -> None:
+    def _trim(db: sqlite3.Connection, kind: str, key: str, worker: str) -> None:
         # Keep a bounded history: the forecaster only learns from the newest ones.
         db.execute(
-            "DELETE FROM timings WHERE kind = ? AND key = ? AND id <= "
-            "(SELECT id FROM timings WHERE kind = ? AND key = ? ORDER BY id DESC LIMIT 1 OFFSET 500)",
-            (kind, key, kind, key),
+            "DELETE FROM timings WHERE kind = ? AND key = ? AND worker = ? AND id <= (SELECT id FROM timings "
+            "WHERE kind = ? AND key = ? AND worker = ? ORDER BY id DESC LIMIT 1 OFFSET 500)",
+            (kind, key, worker, kind, key, worker),
         )
 
     def timings(self, limit: int) -> list[Timing]:
-        """The newest image timings of every model, oldest first."""
+        """The newest image timings of every model on every worker, oldest first."""
         rows = (
             self._read()
             .execute(
-                "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY key ORDER BY id DESC) AS age "
+                "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY key, worker ORDER BY id DESC) AS age "
                 "FROM timings WHERE kind = 'image') WHERE age <= ? ORDER BY id",
                 (limit,),
             )
@@ -607,16 +619,17 @@ class TaskStore:
         )
         return [
             Timing(r["key"], r["megapixels"], r["steps"], r["before_loop"], r["loop"], r["after_loop"],
-                   None if r["cached"] is None else bool(r["cached"]), bool(r["first"]))
+                   None if r["cached"] is None else bool(r["cached"]), bool(r["first"]), r["worker"])
             for r in rows
         ]  # fmt: skip
 
-    def loads(self) -> dict[str, float]:
-        """Each model's load time, smoothed over its recorded loads (oldest first)."""
-        found: dict[str, float] = {}
-        for row in self._read().execute("SELECT key, seconds FROM timings WHERE kind = 'load' ORDER BY id"):
-            old = found.get(row[0])
-            found[row[0]] = row[1] if old is None else old + 0.5 * (row[1] - old)
+    def loads(self) -> dict[tuple[str, str], float]:
+        """Each model's load time on each worker ((worker, key) → seconds), smoothed over its loads, oldest first."""
+        found: dict[tuple[str, str], float] = {}
+        sql = "SELECT worker, key, seconds FROM timings WHERE kind = 'load' ORDER BY id"
+        for worker, key, seconds in self._read().execute(sql):
+            old = found.get((worker, key))
+            found[(worker, key)] = seconds if old is None else old + 0.5 * (seconds - old)
         return found
 
     # -- the webhook outbox (its rows are written by the trigger task_ended_webhook) -----------------------
@@ -691,6 +704,7 @@ def _queued(row: sqlite3.Row) -> Queued:
         overtaken=row["overtaken"],
         overtaken_seconds=row["overtaken_seconds"],
         attempts=row["attempts"],
+        model=variant.model,
     )
 
 
@@ -741,4 +755,5 @@ def _task(row: sqlite3.Row) -> Task:
         error=row["error"],
         image_bytes=row["image_bytes"],
         fetched_at=row["fetched_at"],
+        worker=row["worker"],
     )

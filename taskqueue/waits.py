@@ -10,6 +10,7 @@ is added to the plan's end without planning again (it cannot change anyone's tur
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ from core.errors import TaskNotFound
 from core.progress import LiveProgress
 from core.tasks import Task, TaskStatus, is_task_id
 from taskqueue.changes import ChangeFeed
-from taskqueue.forecast import Forecaster, remaining_seconds
+from taskqueue.forecast import LOCAL, Forecaster, remaining_seconds
 from taskqueue.planner import Costs, Fairness, Lane, Plan, Queued, extend, plan
 from taskqueue.scheduler import WorkerState
 from taskqueue.store import TaskStore
@@ -50,11 +51,12 @@ class ForecastCosts(Costs):
     def __init__(self, forecaster: Forecaster) -> None:
         self._forecaster = forecaster
 
-    def task_seconds(self, task: Queued, cached: bool, first_after_load: bool) -> float:
-        return self._forecaster.task_seconds(task.cost_key, task.megapixels, task.steps, cached, first_after_load)
+    def task_seconds(self, task: Queued, cached: bool, first_after_load: bool, lane: str = LOCAL) -> float:
+        return self._forecaster.task_seconds(task.cost_key, task.megapixels, task.steps, cached, first_after_load,
+                                             lane)  # fmt: skip
 
-    def load_seconds(self, variant: str, cost_key: str) -> float:
-        return self._forecaster.load_seconds(cost_key)
+    def load_seconds(self, variant: str, cost_key: str, lane: str = LOCAL) -> float:
+        return self._forecaster.load_seconds(cost_key, lane)
 
 
 class WaitTimes:
@@ -63,8 +65,8 @@ class WaitTimes:
         store: TaskStore,
         forecaster: Forecaster,
         changes: ChangeFeed,
-        worker: Callable[[], WorkerState],
-        live: Callable[[], LiveProgress | None],
+        workers: Callable[[], list[WorkerState]],
+        live: Callable[[str], LiveProgress | None],
         fairness: Fairness,
         max_loaded: int,
     ) -> None:
@@ -72,7 +74,7 @@ class WaitTimes:
         self._forecaster = forecaster
         self._costs = ForecastCosts(forecaster)
         self._changes = changes
-        self._worker = worker
+        self._workers = workers
         self._live = live
         self._fairness = fairness
         self._max_loaded = max_loaded
@@ -102,14 +104,18 @@ class WaitTimes:
         memo = self._current_memo()
         return [self.view(task, now, memo) for task in tasks]
 
-    def engine_remaining(self, now: float) -> float:
-        """Seconds until the worker can start another task (the one it holds, and its load)."""
-        task = self._worker().task  # every status poll of a waiting task comes here: no store read
+    def engine_remaining(self, now: float, worker: WorkerState | None = None) -> float:
+        """Seconds until a worker can start another task (the one it holds, and its load); without `worker`, the
+        first of them to be free."""
+        if worker is None:
+            available = [state for state in self._workers() if state.available]
+            return min((self.engine_remaining(now, state) for state in available), default=0.0)
+        task = worker.task  # every status poll of a waiting task comes here: no store read
         if task is None:
-            return self._loading_left(None, now)
+            return self._loading_left(worker, None, now)
         encode = self._forecaster.encode.seconds(task.output.format.value, task.params.megapixels)
         # Rendered but not yet released by the scheduler: its encoding is under way, the engine already free.
-        return max(self.settled_view(task, now).wait_remaining - encode, 0.0)
+        return max(self._running_view(task, worker, now).wait_remaining - encode, 0.0)
 
     # -- waiting tasks -----------------------------------------------------------------------------------
 
@@ -118,7 +124,7 @@ class WaitTimes:
         if planned is None:  # it joined the end of the queue after the plan was made
             with self._plan_lock:
                 joined = list(self._store.queue(after_seq=memo.max_seq))
-                if extend(memo.plan, joined, self._costs):
+                if memo.plan is not None and extend(memo.plan, joined, self._costs):
                     memo.max_seq = max((q.seq for q in joined), default=memo.max_seq)
                 else:  # one of them may go ahead of others (grouping by model): the plan changes
                     memo.plan = None
@@ -127,10 +133,12 @@ class WaitTimes:
             memo.plan = None
             planned = self._plan(memo).get(task.id)
         encode = self._forecaster.encode.seconds(task.output.format.value, task.params.megapixels)
-        busy = self._worker().task is not None
+        workers = {state.name: state for state in self._workers()}
+        busy = sum(1 for state in workers.values() if state.busy)
         if planned is None:
-            return TaskView(task, 0, int(busy), self.engine_remaining(now) + encode, None)
-        wait = self.engine_remaining(now) + planned.end + encode
+            return TaskView(task, 0, busy, self.engine_remaining(now) + encode, None)
+        lane = workers.get(planned.lane)
+        wait = (self.engine_remaining(now, lane) if lane is not None else 0.0) + planned.end + encode
         loading = task.variant.key if planned.switch else None
         return TaskView(task, planned.position, planned.position + busy, wait, None, loading=loading)
 
@@ -138,36 +146,38 @@ class WaitTimes:
         if memo.plan is None:
             with self._plan_lock:
                 if memo.plan is None:
-                    worker = self._worker()
-                    warm, fresh = worker.warm, worker.fresh
-                    if worker.loading:  # a load under way is as good as done for the plan; one ahead of a task
-                        warm += (worker.loading[0],)  # leaves its first image to warm up
-                        if worker.task is None or worker.task.variant.key != worker.loading[0]:
-                            fresh |= {worker.loading[0]}
-                    lane = Lane(
-                        worker.name,
-                        warm,
-                        self._max_loaded,
-                        busy=worker.task is not None,
-                        prompts=worker.prompts,
-                        fresh=fresh,
-                    )
+                    now = time.time()
+                    lanes = [self._lane(state, now) for state in self._workers()]
                     queue = list(self._store.queue())
                     memo.max_seq = max((q.seq for q in queue if not q.priority), default=0)
-                    memo.plan = plan(queue, [lane], self._costs, self._fairness)
+                    memo.plan = plan(queue, lanes, self._costs, self._fairness)
         return memo.plan
+
+    def _lane(self, state: WorkerState, now: float) -> Lane:
+        warm, fresh = state.warm, state.fresh
+        if state.loading:  # a load under way is as good as done for the plan; one ahead of a task
+            warm += (state.loading[0],)  # leaves its first image to warm up
+            if state.task is None or state.task.variant.key != state.loading[0]:
+                fresh |= {state.loading[0]}
+        return Lane(state.name, warm, self._max_loaded, free_in=self.engine_remaining(now, state), busy=state.busy,
+                    prompts=state.prompts, fresh=fresh, available=state.available, models=state.models)  # fmt: skip
 
     # -- running and finished tasks ----------------------------------------------------------------------
 
     def settled_view(self, task: Task, now: float) -> TaskView:
-        """A task that is on the engine (or being loaded for), being encoded, or finished."""
+        """A task that is on an engine (or being loaded for), being encoded, or finished."""
         if task.status is not TaskStatus.RUNNING:
             return TaskView(task, None, 0, 0.0, None)
+        worker = next((state for state in self._workers() if state.name == task.worker), None)
+        if worker is None:  # claimed before workers had names, or its worker has just gone
+            worker = WorkerState(task.worker or LOCAL)
+        return self._running_view(task, worker, now)
+
+    def _running_view(self, task: Task, worker: WorkerState, now: float) -> TaskView:
         params = task.params
         encode = self._forecaster.encode.seconds(task.output.format.value, params.megapixels)
-        live = self._live()
+        live = self._live(worker.name)
         live = live if live is not None and live.task_id == task.id else None
-        worker = self._worker()
         engine_task = worker.task
         # The scheduler lets go of a rendered task before the store records it (and a memoized task may predate
         # that record): a started task the engine no longer holds is rendered, not back at step 0.
@@ -176,23 +186,23 @@ class WaitTimes:
         done = Progress(params.steps_run, params.steps_run)
         if rendered_at is not None:
             return TaskView(task, 0, 0, max(encode - (now - rendered_at), 0.0), done)
-        costs = self._forecaster.costs(task.variant.cost_key)
+        costs = self._forecaster.costs(task.variant.cost_key, worker.name)
         loading = worker.loading[0] if worker.loading and worker.loading[0] == task.variant.key else None
         held = engine_task is not None and engine_task.id == task.id
         first = loading is not None or (held and worker.task_first)
         cached = held and worker.task_cached and loading is None
         progress = Progress(live.steps_done, live.steps) if live else Progress(0, params.steps_run)
         remaining = remaining_seconds(costs, params.work_megapixels, params.steps_run, cached, first, live, now)
-        remaining += self._loading_left(task, now)
+        remaining += self._loading_left(worker, task, now)
         return TaskView(task, 0, 0, remaining + encode, progress, live.preview_count if live else 0, loading)
 
-    def _loading_left(self, task: Task | None, now: float) -> float:
-        """Seconds left of the load the worker is doing (for `task`, or for whatever it loads when idle)."""
-        loading = self._worker().loading
+    def _loading_left(self, worker: WorkerState, task: Task | None, now: float) -> float:
+        """Seconds left of the load a worker is doing (for `task`, or for whatever it loads when idle)."""
+        loading = worker.loading
         if loading is None or (task is not None and loading[0] != task.variant.key):
             return 0.0
         key = task.variant.cost_key if task is not None else loading[0].split("+", 1)[0]
-        return max(self._forecaster.load_seconds(key) - (now - loading[1]), 0.0)
+        return max(self._forecaster.load_seconds(key, worker.name) - (now - loading[1]), 0.0)
 
     def _current_memo(self) -> _Memo:
         # Read before the store: a change after this empties the memo. A task joining the end of the queue

@@ -67,7 +67,7 @@ def idle_engine(parts) -> RecordingSink:
     """A worker that is ready with the default model loaded, and idle: the scheduler hands it tasks, which the
     returned sink records."""
     sink = RecordingSink()
-    parts.scheduler.attach(sink)
+    parts.scheduler.attach(sink, live=parts.table)  # progress, as the worker writes it, in the status table
     parts.scheduler.on_message(Ready("demo"))
     parts.scheduler.on_message(Loaded(parts.scheduler.default_variant.key, 0.1))
     sink.sent.clear()  # the preload of the default model

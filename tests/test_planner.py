@@ -14,10 +14,10 @@ LOAD = 10.0
 class FlatCosts(Costs):
     """Seconds = 1 + MP × steps; loading any variant: LOAD seconds; no prompt cache, no warm-up."""
 
-    def task_seconds(self, task: Queued, cached: bool, first_after_load: bool) -> float:
+    def task_seconds(self, task: Queued, cached: bool, first_after_load: bool, lane: str = "local") -> float:
         return 1.0 + task.megapixels * task.steps
 
-    def load_seconds(self, variant: str, cost_key: str) -> float:
+    def load_seconds(self, variant: str, cost_key: str, lane: str = "local") -> float:
         return LOAD
 
 

@@ -431,7 +431,8 @@ def test_load_times_are_smoothed_per_model(store):
     for seconds in (10.0, 20.0, 30.0):
         store.add_load("dev", seconds)
     store.add_load("schnell", 5.0)
-    assert store.loads() == {"dev": pytest.approx(22.5), "schnell": 5.0}
+    store.add_load("dev", 40.0, worker="studio")
+    assert store.loads() == {("local", "dev"): pytest.approx(22.5), ("local", "schnell"): 5.0, ("studio", "dev"): 40.0}
 
 
 def test_each_thread_keeps_its_own_connection_until_closed(store):

@@ -2,9 +2,9 @@
 
 Errors cross as data (a kind and a message), never as pickled exceptions.
 
-    server -> worker:  Preload, Submit, Shutdown
+    server -> worker:  Preload, Submit, Cancel, Shutdown
     worker -> server:  Ready | EngineFailed, Loading, Loaded | LoadFailed, Started, Rendered, Finished,
-                       Failed, Cancelled, Log
+                       Failed, Cancelled, Log; and from a worker on another machine, WorkerExited
 """
 
 from __future__ import annotations
@@ -30,6 +30,13 @@ class Submit:
     output: OutputSpec
     image_path: str  # where the encoded image must end up (written atomically)
     inputs_dir: str  # where the task's input images are (params name files in it)
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Stop this task at its next step (the local worker gets it through the status table, at once)."""
+
+    task_id: str
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,15 @@ class Log:
     task_id: str | None = None
 
 
-ToWorker = Preload | Submit | Shutdown
+@dataclass(frozen=True)
+class WorkerExited:
+    """A worker on another machine: its worker process ended (its supervisor starts another, or halts)."""
+
+    exitcode: int | None
+    was_ready: bool
+
+
+ToWorker = Preload | Submit | Cancel | Shutdown
 FromWorker = (
     Ready | EngineFailed | Loading | Loaded | LoadFailed | Started | Rendered | Finished | Failed | Cancelled | Log
 )

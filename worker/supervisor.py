@@ -16,7 +16,7 @@ from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import Protocol
 
 from worker.loop import WorkerSettings, run_worker
-from worker.protocol import EngineFailed, FromWorker, Ready, Shutdown, ToWorker
+from worker.protocol import Cancel, EngineFailed, FromWorker, Ready, Shutdown, ToWorker
 from worker.status_table import StatusTable
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,9 @@ class Supervisor:
 
     def send(self, message: ToWorker) -> bool:
         """Hand a message to the worker; False if it is gone (its exit will be reported separately)."""
+        if isinstance(message, Cancel):  # through shared memory: the engine thread sees it at its next step
+            self._table.request_cancel(message.task_id)
+            return True
         with self._send_lock:
             if self._inbox is None:
                 return False
