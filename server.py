@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import logging.config
 import os
@@ -18,23 +17,15 @@ from api import create_app, waitress_errors
 from api.auth import exposure_warning
 from api.serving import waitress_options
 from core import rules
-from core.engines import EngineConfig
-from core.models import QUANTIZE_BITS
 from core.rules import Limits
 from taskqueue.assembly import StartupError, build_service
 from taskqueue.housekeeping import StorageLimits
 from taskqueue.planner import Fairness
 from taskqueue.settings import ServiceSettings
 from taskqueue.webhooks import WebhookSettings, default_base_url
-from worker.engines.base import ENGINE_NAMES
-from worker.engines.demo.costs import PROFILES as DEMO_PROFILES
+from worker.options import add_engine_options, engine_config, engine_missing
 
 log = logging.getLogger("mflux_server")
-
-MFLUX_MISSING = """The mflux engine needs the mflux package, which is not installed in this Python environment.
-  On a Mac with Apple Silicon:  pip install -e '.[mflux]'   (or: pip install mflux)
-  On Linux, for CPU MLX:        python scripts/install_mflux.py
-  To try the server without a model, run it with --engine demo (procedural test images)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,25 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     add("--port", type=int, default=4030, help="port to listen on (0: any free port)")
-    add("--engine", choices=ENGINE_NAMES, default="mflux", help="mflux: real models; demo: procedural test images")
-    add("--model", "-m", default=None, help="the default model, loaded at start (mflux: schnell; demo: demo)")
-    add("--quantize", "-q", type=int, choices=QUANTIZE_BITS, default=None, help="quantize the default model")
-    add("--path", default=None, help="local directory with the default model's weights (not the Hugging Face cache)")
-    add("--lora-paths", nargs="+", default=[], help="LoRA adapter files to apply to the default model")
-    add("--lora-scales", nargs="+", type=float, default=[], help="one scale per LoRA adapter")
-    add("--models", default="", help="models clients may ask for, comma separated, or 'all' (default: the default "
-        "model and every model whose weights are on this machine)")  # fmt: skip
-    add("--allow-downloads", action="store_true", help="let a request for an offered model download its weights")
-    add("--lora-dir", action="append", default=[], help="LoRA library for per-request LoRAs (repeatable; "
-        "default: $LORA_LIBRARY_PATH)")  # fmt: skip
-    add("--max-loaded-models", type=int, default=1, help="model variants kept loaded at once (memory allowing)")
+    add_engine_options(parser)
     add("--max-overtakes", type=int, default=8, help="most later tasks that may run before a task to save a switch")
     add("--max-overtake-seconds", type=float, default=300, help="most seconds of later tasks' work likewise")
-    add("--mlx-cache-limit-gb", type=float, default=None, help="cap MLX's buffer cache, in GB")
-    add("--cache_limit", type=int, default=None, help="the same in bytes, as the original server took it")
-    add("--demo-speed", type=float, default=1.0, help="demo engine: divide its modelled durations by this")
-    add("--demo-profile", choices=DEMO_PROFILES, default="formula", help="demo engine: formula (its forecaster's own "
-        "cost structure) or mac (a foreign profile: prompt cache, warm-up, drift)")  # fmt: skip
+    add("--broker", default=os.environ.get("MFLUX_SERVER_BROKER"), help="redis://[user:password@]host:port/db "
+        "(rediss:// for TLS): workers on other machines (mflux-server-worker) take tasks too (or env "
+        "MFLUX_SERVER_BROKER)")  # fmt: skip
+    add("--no-local-worker", dest="local_worker", action="store_false", help="run no worker here (an API-only "
+        "host; needs --broker)")  # fmt: skip
     add("--data-dir", type=Path, default=Path(platformdirs.user_data_dir("mflux-server")), help="tasks and images")
     add("--threads", type=int, default=16, help="HTTP worker threads")
     add("--api-key", default=None, help="require this key on /api, /v1, /sdapi (better: env MFLUX_SERVER_API_KEY)")
@@ -146,19 +126,10 @@ def _already_stopping(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.log_level, args.log_prompts)
-    if args.engine == "mflux" and importlib.util.find_spec("mflux") is None:
-        print(MFLUX_MISSING, file=sys.stderr)
+    engine = engine_config(args)
+    if args.local_worker and (missing := engine_missing(engine)):
+        print(missing, file=sys.stderr)
         return 2
-    cache_limit = args.cache_limit if args.cache_limit else None
-    if args.mlx_cache_limit_gb is not None:
-        cache_limit = round(args.mlx_cache_limit_gb * 1e9)
-    engine = EngineConfig(
-        engine=args.engine, model=args.model, quantize=args.quantize, path=args.path,
-        lora_paths=tuple(args.lora_paths), lora_scales=tuple(args.lora_scales), lora_dirs=tuple(args.lora_dir),
-        models=tuple(name.strip() for name in args.models.split(",") if name.strip()),
-        allow_downloads=args.allow_downloads, max_loaded_models=args.max_loaded_models,
-        mlx_cache_limit_bytes=cache_limit, demo_speed=args.demo_speed, demo_profile=args.demo_profile,
-    )  # fmt: skip
     limits = Limits(**{limit.name: getattr(args, limit.name) for limit in rules.options()})
     storage = StorageLimits(
         retention_seconds=args.retention_hours * 3600,
@@ -169,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=args.data_dir, engine=engine, limits=limits, storage=storage, previews=args.previews,
         log_prompts=args.log_prompts, housekeeping_interval=args.housekeeping_seconds,
         fairness=Fairness(args.max_overtakes, args.max_overtake_seconds), webhooks=webhook_settings(args),
+        broker_url=args.broker or None, local_worker=args.local_worker,
     )  # fmt: skip
+    if not args.local_worker and not args.broker:
+        log.error("cannot start: --no-local-worker needs --broker (workers on other machines)")
+        return 2
     try:
         service = build_service(settings)
     except (OSError, ValueError, StartupError) as error:

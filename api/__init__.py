@@ -8,7 +8,22 @@ from typing import Any
 from flask import Flask
 from flask_cors import CORS
 
-from api import a1111, auth, bodies, errors, events, images, metrics, models, openai_images, pages, slots, system, tasks
+from api import (
+    a1111,
+    auth,
+    bodies,
+    errors,
+    events,
+    images,
+    metrics,
+    models,
+    openai_images,
+    pages,
+    slots,
+    system,
+    tasks,
+    workers,
+)
 from api.config import DefaultConfig
 from api.context import EXTENSION
 from api.fast_status import StatusFastPath
@@ -17,7 +32,7 @@ from api.smorest import JsonApi
 from taskqueue.service import TaskService
 
 # One sub-package (or module) per resource or imitated API, each with `init_app(app, api)`.
-RESOURCES = (tasks, images, events, models, system, openai_images, a1111, metrics)
+RESOURCES = (tasks, images, events, models, workers, system, openai_images, a1111, metrics)
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, service: TaskService) -> Flask:

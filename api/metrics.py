@@ -64,7 +64,24 @@ class ServiceState:
         info = GaugeMetricFamily("mflux_engine_info", "The engine and model being served.", labels=["engine", "model"])
         info.add_metric([health.engine, health.model], 1)
         yield info
+        yield from _per_worker(service)
         yield from service.counters()
+
+
+def _per_worker(service: TaskService) -> Iterator[Metric]:
+    """Each worker (this server's own, "local", and those on other machines) by name."""
+    up = GaugeMetricFamily("mflux_worker_up", "1 while a worker can take tasks.", labels=["worker"])
+    busy = GaugeMetricFamily("mflux_worker_busy", "1 while a worker renders (or loads for) a task.", labels=["worker"])
+    done = CounterMetricFamily("mflux_worker_images", "Images a worker rendered since it joined.", labels=["worker"])
+    speed = GaugeMetricFamily("mflux_worker_speed", "A worker's measured time against the priors (2: twice as "
+                              "slow).", labels=["worker"])  # fmt: skip
+    for worker in service.workers():
+        up.add_metric([worker.name], worker.state in ("ready", "busy", "loading"))
+        busy.add_metric([worker.name], worker.task_id is not None)
+        done.add_metric([worker.name], worker.tasks_done)
+        if worker.speed is not None:
+            speed.add_metric([worker.name], worker.speed)
+    yield from (up, busy, done, speed)
 
 
 @blp.route("/metrics")

@@ -237,7 +237,7 @@ def preflight(config: Config) -> str | None:
     if config.dry_run:
         return None
     if importlib.util.find_spec("mflux") is None:
-        from server import MFLUX_MISSING
+        from worker.options import MFLUX_MISSING
 
         return MFLUX_MISSING
     if sys.platform != "darwin" or platform.machine() != "arm64":

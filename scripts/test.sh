@@ -23,4 +23,17 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 
+# Redis for the scale-out tests (they start redis-server themselves, on a free loopback port).
+if ! command -v redis-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q redis-server >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null; }
+        systemctl disable --now redis-server >/dev/null 2>&1 || true  # the package starts one; the tests start their own
+    elif command -v brew >/dev/null 2>&1; then
+        brew install redis >/dev/null
+    else
+        echo "warning: redis-server is not installed; the scale-out tests will be skipped" >&2
+    fi
+fi
+
 exec .venv/bin/python -m pytest "$@"

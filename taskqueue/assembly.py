@@ -20,6 +20,7 @@ from taskqueue.images import ImageFiles
 from taskqueue.inputs import InputFiles
 from taskqueue.metrics import QueueMetrics
 from taskqueue.parts import Parts
+from taskqueue.remote_workers import RemoteWorkers
 from taskqueue.scheduler import Scheduler
 from taskqueue.service import TaskService
 from taskqueue.settings import ServiceSettings
@@ -77,16 +78,18 @@ def assemble(settings: ServiceSettings) -> Parts:
         log_levels=configured_levels(),
     )
     supervisor = Supervisor(worker_settings, table, scheduler)
-    scheduler.attach(supervisor, LOCAL, table)
+    if settings.local_worker:
+        scheduler.attach(supervisor, LOCAL, table)
     waits = WaitTimes(
         store, forecaster, changes, scheduler.workers, scheduler.live, settings.fairness,
         settings.engine.max_loaded_models,
     )  # fmt: skip
     housekeeper = Housekeeper(store, images, changes, settings.storage, settings.housekeeping_interval, inputs)
     loras = discover(library_folders(settings.engine.lora_dirs))
+    remote = RemoteWorkers(settings.broker_url, scheduler, store, images, inputs) if settings.broker_url else None
     return Parts(
         settings, catalog, loras, store, images, inputs, preview_path, forecaster, metrics, changes, scheduler,
-        table, supervisor, waits, housekeeper, WebhookSender(store, changes, settings.webhooks),
+        table, supervisor, waits, housekeeper, WebhookSender(store, changes, settings.webhooks), remote,
     )  # fmt: skip
 
 

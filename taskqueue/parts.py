@@ -12,6 +12,7 @@ from taskqueue.housekeeping import Housekeeper
 from taskqueue.images import ImageFiles
 from taskqueue.inputs import InputFiles
 from taskqueue.metrics import QueueMetrics
+from taskqueue.remote_workers import RemoteWorkers
 from taskqueue.scheduler import Scheduler
 from taskqueue.settings import ServiceSettings
 from taskqueue.store import TaskStore
@@ -39,3 +40,4 @@ class Parts:
     waits: WaitTimes
     housekeeper: Housekeeper
     webhooks: WebhookSender
+    remote: RemoteWorkers | None = None  # workers on other machines, with --broker

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from core.models import Variant, model_of
 from core.progress import LiveProgress
-from core.tasks import Task
+from core.tasks import Task, TaskStatus
 from taskqueue.changes import ChangeFeed
 from taskqueue.forecast import LOCAL, Forecaster, Timing
 from taskqueue.images import ImageFiles
@@ -199,10 +199,9 @@ class Scheduler:
         """A worker is gone for good (lost, or left): its task runs again elsewhere, as after a crash."""
         with self._lock:
             worker = self._workers.pop(name, None)
-        if worker is None:
-            return
-        log.warning("worker %s is gone: %s", name, reason)
-        self._requeue_after_death(name, reason, loading=worker.state.loading)
+        if worker is not None:
+            log.warning("worker %s is gone: %s", name, reason)
+        self._requeue_after_death(name, reason, loading=worker.state.loading if worker is not None else None)
         self._changes.changed()
         self.dispatch()
 
@@ -371,6 +370,23 @@ class Scheduler:
             return False
         return not (upcoming.attempts > 0 and in_worker)
 
+    def adopt(self, name: str, task_id: str) -> None:
+        """A worker says it is rendering this task (after the server restarted): it is its, if the task still
+        waits for it or runs there; else (run elsewhere meanwhile, or ended) the worker is told to stop."""
+        with self._lock:
+            worker = self._workers.get(name)
+            if worker is None:
+                return
+            task = self._store.get(task_id)
+            if task is not None and task.status is TaskStatus.WAITING:
+                task = self._store.claim(task_id, worker=name, attempt=False)
+            if task is not None and task.status is TaskStatus.RUNNING and task.worker == name:
+                worker.state = worker.state.given(task)
+                log.info("task %s is still running on worker %s", task_id, name, extra={"task_id": task_id})
+            else:
+                worker.link.send(Cancel(task_id))
+        self._changes.changed()
+
     def cancel_running(self, task: Task) -> None:
         """Stop a running task at its next step, on whichever worker has it."""
         with self._lock:
@@ -383,10 +399,13 @@ class Scheduler:
         with self._lock:
             self._stopping = True
 
-    def requeue_running(self) -> None:
-        """At shutdown, after the local worker has gone: what is still running goes back to waiting, uncharged
-        (a remote worker's task too: it runs again after the restart, wherever the scheduler then puts it)."""
+    def requeue_running(self, keep_remote: bool = False) -> None:
+        """At shutdown, after the local worker has gone: what is still running goes back to waiting, uncharged.
+        `keep_remote`: tasks on workers of other machines stay theirs (they carry on; what they finish waits in
+        Redis for the restart)."""
         for task in self._store.running():
+            if keep_remote and task.worker not in (None, LOCAL):
+                continue
             if self._store.requeue(task.id, count_attempt=False):
                 log.info("task %s waiting again: the server is stopping", task.id, extra={"task_id": task.id})
         with self._lock:

@@ -31,6 +31,7 @@ from taskqueue.models import ModelListing, listing
 from taskqueue.parts import Parts
 from taskqueue.store import Capacity, NewTask, OverCapacity
 from taskqueue.waits import TaskView
+from taskqueue.workers import WorkerListing, listings
 
 __all__ = ["ANYONE", "ModelListing", "TaskService", "TaskView"]
 
@@ -88,7 +89,9 @@ class TaskService:
         """Recover from the last run and start the worker and the threads; `base_url` (http://host:port) is the
         server's own address, for the image links of webhook calls."""
         recovery = self._store.recover_interrupted(
-            self._settings.max_attempts, "the server stopped while this task was running, too many times"
+            self._settings.max_attempts,
+            "the server stopped while this task was running, too many times",
+            keep_remote=self._parts.remote is not None,
         )
         if recovery.requeued:
             log.warning("re-queued %d task(s) interrupted by the last shutdown", len(recovery.requeued))
@@ -104,7 +107,10 @@ class TaskService:
         stray = inputs.remove_orphans(t.id for t in self._store.with_inputs())
         if stray:
             log.info("removed the inputs of %d forgotten task(s)", len(stray))
-        self._parts.supervisor.start()
+        if self._settings.local_worker:
+            self._parts.supervisor.start()
+        if self._parts.remote is not None:
+            self._parts.remote.start()
         self._parts.housekeeper.start()
         self._parts.webhooks.start(base_url)
 
@@ -113,8 +119,11 @@ class TaskService:
         self._parts.housekeeper.stop()
         self._parts.webhooks.stop()  # calls not made yet stay in the outbox, for the next start
         self._parts.scheduler.stop_dispatching()
-        self._parts.supervisor.stop(timeout)
-        self._parts.scheduler.requeue_running()
+        if self._parts.remote is not None:
+            self._parts.remote.stop()  # remote workers carry on; their messages wait in Redis for the restart
+        if self._settings.local_worker:
+            self._parts.supervisor.stop(timeout)
+        self._parts.scheduler.requeue_running(keep_remote=self._parts.remote is not None)
         self._store.close()
 
     # -- submitting --------------------------------------------------------------------------------------
@@ -488,6 +497,15 @@ class TaskService:
             workers=len(workers),
             workers_ready=sum(1 for state in workers if state.available),
         )
+
+    def workers(self) -> list[WorkerListing]:
+        """Every worker: this server's own and those on other machines (with --broker), what each is doing."""
+        return listings(self._parts.scheduler, self._parts.forecaster, self._parts.remote)
+
+    @property
+    def broker_reachable(self) -> bool | None:
+        """None without --broker."""
+        return self._parts.remote.reachable if self._parts.remote is not None else None
 
     def count_by_status(self) -> dict[str, int]:
         return self._store.count_by_status()

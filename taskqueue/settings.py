@@ -24,3 +24,5 @@ class ServiceSettings:
     max_attempts: int = 2  # runs of a task that keep killing the worker before it is failed
     log_prompts: bool = False
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    broker_url: str | None = None  # redis://…: workers on other machines take tasks too (taskqueue/remote_workers.py)
+    local_worker: bool = True  # this server runs a worker itself

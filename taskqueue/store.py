@@ -404,13 +404,19 @@ class TaskStore:
     # -- state changes -----------------------------------------------------------------------------------
 
     def claim(
-        self, task_id: str, overtaken: Sequence[str] = (), overtaken_seconds: float = 0.0, worker: str = "local"
+        self,
+        task_id: str,
+        overtaken: Sequence[str] = (),
+        overtaken_seconds: float = 0.0,
+        worker: str = "local",
+        attempt: bool = True,
     ) -> Task | None:
         """Move a waiting task to running on `worker` and hand it out (None if it is no longer waiting); the tasks
-        it goes ahead of each count one more overtaking and `overtaken_seconds` more of others' work."""
+        it goes ahead of each count one more overtaking and `overtaken_seconds` more of others' work.
+        `attempt=False`: the worker is already at it (found again after a restart): no new attempt."""
         with self._write() as db:
             cursor = db.execute(
-                "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = NULL, "
+                f"UPDATE tasks SET status = 'running', attempts = attempts + {int(attempt)}, started_at = NULL, "
                 "rendered_at = NULL, worker = ? WHERE id = ? AND status = 'waiting'",
                 (worker, task_id),
             )
@@ -501,11 +507,15 @@ class TaskStore:
             )
             return cursor.rowcount == 1
 
-    def recover_interrupted(self, max_attempts: int, reason: str) -> Recovery:
-        """After a crash, tasks left running go back to the queue, unless they have used up their attempts."""
+    def recover_interrupted(self, max_attempts: int, reason: str, keep_remote: bool = False) -> Recovery:
+        """After a crash, tasks left running go back to the queue, unless they have used up their attempts.
+        `keep_remote`: those on workers of other machines stay running there (taskqueue/remote_workers.py finds
+        out, once Redis answers, whether their worker is still at them)."""
         requeued, failed = [], []
         with self._write() as db:
-            for row in db.execute("SELECT id, attempts FROM tasks WHERE status = 'running'").fetchall():
+            for row in db.execute("SELECT id, attempts, worker FROM tasks WHERE status = 'running'").fetchall():
+                if keep_remote and row["worker"] not in (None, "local"):
+                    continue
                 if row["attempts"] >= max_attempts:
                     db.execute(
                         "UPDATE tasks SET status = 'failed', ended_at = ?, error = ? WHERE id = ?",
@@ -514,7 +524,8 @@ class TaskStore:
                     failed.append(row["id"])
                 else:
                     db.execute(
-                        "UPDATE tasks SET status = 'waiting', started_at = NULL, rendered_at = NULL WHERE id = ?",
+                        "UPDATE tasks SET status = 'waiting', started_at = NULL, rendered_at = NULL, worker = NULL "
+                        "WHERE id = ?",
                         (row["id"],),
                     )
                     requeued.append(row["id"])

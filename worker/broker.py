@@ -70,3 +70,15 @@ def connect(url: str):
 def valid_name(name: str) -> bool:
     """Worker names go into keys: letters, digits, dot, dash, underscore; 1 to 64 of them."""
     return 1 <= len(name) <= 64 and all(c.isalnum() or c in "._-" for c in name)
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username + ':' if parts.username else ':'}***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

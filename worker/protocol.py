@@ -2,9 +2,9 @@
 
 Errors cross as data (a kind and a message), never as pickled exceptions.
 
-    server -> worker:  Preload, Submit, Cancel, Shutdown
+    server -> worker:  Preload, Submit, Cancel, Shutdown; to a worker on another machine, Announce
     worker -> server:  Ready | EngineFailed, Loading, Loaded | LoadFailed, Started, Rendered, Finished,
-                       Failed, Cancelled, Log; and from a worker on another machine, WorkerExited
+                       Failed, Cancelled, Log; from a worker on another machine, WorkerExited, Holding
 """
 
 from __future__ import annotations
@@ -132,6 +132,18 @@ class Log:
 
 
 @dataclass(frozen=True)
+class Announce:
+    """To a worker on another machine: say Ready again, with what you hold (the server has restarted)."""
+
+
+@dataclass(frozen=True)
+class Holding:
+    """From a worker on another machine, after an Announce: the task it is rendering."""
+
+    task_id: str
+
+
+@dataclass(frozen=True)
 class WorkerExited:
     """A worker on another machine: its worker process ended (its supervisor starts another, or halts)."""
 
@@ -139,7 +151,7 @@ class WorkerExited:
     was_ready: bool
 
 
-ToWorker = Preload | Submit | Cancel | Shutdown
+ToWorker = Preload | Submit | Cancel | Shutdown | Announce
 FromWorker = (
     Ready | EngineFailed | Loading | Loaded | LoadFailed | Started | Rendered | Finished | Failed | Cancelled | Log
 )

@@ -25,8 +25,8 @@ WIRE_TYPES: dict[str, type] = {
     for cls in (
         *typing.get_args(protocol.ToWorker),
         *typing.get_args(protocol.FromWorker),
-        protocol.Cancel,
         protocol.WorkerExited,
+        protocol.Holding,
         Variant,
         Lora,
         GenerationParams,

@@ -17,6 +17,7 @@ def status_of(view: TaskView) -> dict:
         "error": task.error,
         "model": task.variant.key,
         "loading_model": view.loading,
+        "worker": task.worker,
     }
 
 

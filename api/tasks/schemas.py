@@ -165,6 +165,9 @@ class StatusSchema(Schema):
         required=True,
         metadata={"description": "The model being loaded for it, or to be loaded first."},
     )
+    worker = fields.String(
+        allow_none=True, required=True, metadata={"description": "The worker it runs (or ran) on; null while waiting."}
+    )
 
 
 class TaskSchema(StatusSchema):
