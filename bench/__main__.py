@@ -13,7 +13,7 @@ import traceback
 from datetime import datetime
 from pathlib import Path
 
-from bench import forecast_accuracy, idle_gap, mac_mflux, model_switching, polling_load, queue_scale, soak
+from bench import forecast_accuracy, idle_gap, mac_mflux, model_switching, polling_load, queue_scale, scale_out, soak
 from bench.machine import this_machine
 from bench.report import ROOT, Section, Verdict, document
 
@@ -24,6 +24,7 @@ BENCHMARKS = {
     "queue_scale": lambda: queue_scale.run(),
     "mac_mflux": lambda: mac_mflux.run(mac_mflux.Config(dry_run=True)),
     "model_switching": lambda: model_switching.run(),
+    "scale_out": lambda: scale_out.run(),
 }
 
 INTRO = """

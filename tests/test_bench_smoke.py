@@ -7,11 +7,13 @@ performance targets: those are judged by `python -m bench` on a quiet machine an
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 
-from bench import forecast_accuracy, idle_gap, mac_mflux, model_switching, polling_load, queue_scale
+from bench import forecast_accuracy, idle_gap, mac_mflux, model_switching, polling_load, queue_scale, scale_out
 from bench.report import Section
+from harness.remote import REDIS_MISSING
 
 pytestmark = pytest.mark.slow
 
@@ -112,3 +114,17 @@ def test_model_switching():
         assert data[run]["loads"] >= 1 and data[run]["makespan"] > 0
     assert data["fifo"]["worst_overtakes"] == 0  # --max-overtakes 0 is first come, first served
     assert data["grouped"]["worst_overtakes"] <= 8
+
+
+def test_scale_out():
+    if shutil.which("redis-server") is None:
+        pytest.skip(REDIS_MISSING)
+    config = scale_out.SMOKE
+    section = scale_out.run(config)
+    assert_reported(section)
+    data = section.data
+    assert set(data["throughput"]) == {1, 2, 3} and all(s > 0 for s in data["throughput"].values())
+    chaos = data["chaos"]
+    assert chaos["submitted"] == config.chaos_tasks and chaos["lost"] == 0 and chaos["duplicated"] == 0
+    assert chaos["done"] + chaos["failed"] == chaos["submitted"]
+    assert data["forecast"]["tasks"] == config.forecast_tasks - 12

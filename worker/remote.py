@@ -142,14 +142,20 @@ class Bridge:
         """Take the name for this session, or raise NameTaken if a live worker holds it."""
         owner = broker.owner(self.name)
         ttl = int(broker.LOST_AFTER_SECONDS * 1000)
-        if not self.redis.set(owner, self.session, nx=True, px=ttl):
+        # A worker of this name that was just killed still holds the name until its heartbeat lapses: wait that
+        # long before calling it a second worker of the same name.
+        deadline = time.monotonic() + broker.LOST_AFTER_SECONDS + broker.HEARTBEAT_SECONDS
+        while not self.redis.set(owner, self.session, nx=True, px=ttl):
             holder = (self.redis.get(owner) or b"").decode()
-            if not holder.startswith("lost:"):
+            if holder.startswith("lost:"):
+                self.redis.set(owner, self.session, px=ttl)  # the server let go of that session: a new one
+                break
+            if time.monotonic() > deadline:
                 info = self.redis.hgetall(broker.info(self.name))
                 host = info.get(b"host", b"?").decode()
                 raise NameTaken(f"a worker named {self.name!r} is already running (on {host}); give this one "
                                 "another --name")  # fmt: skip
-            self.redis.set(owner, self.session, px=ttl)  # the server let go of our earlier session: a new one
+            time.sleep(broker.HEARTBEAT_SECONDS / 4)  # (a deadline-bound wait for the other's heartbeat to lapse)
         self.redis.hset(broker.info(self.name), mapping={
             "host": socket.gethostname(), "session": self.session, "version": __version__,
             "protocol": str(broker.PROTOCOL), "engine": self._engine, "models": json.dumps(sorted(self._models)),
