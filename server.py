@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         "MFLUX_SERVER_BROKER)")  # fmt: skip
     add("--no-local-worker", dest="local_worker", action="store_false", help="run no worker here (an API-only "
         "host; needs --broker)")  # fmt: skip
+    add("--hung-after-seconds", type=float, default=60, help="a worker that makes no progress for three times "
+        "what the forecast expects of its current phase plus this long is hung: killed and started again")  # fmt: skip
     add("--data-dir", type=Path, default=Path(platformdirs.user_data_dir("mflux-server")), help="tasks and images")
     add("--threads", type=int, default=16, help="HTTP worker threads")
     add("--api-key", default=None, help="require this key on /api, /v1, /sdapi (better: env MFLUX_SERVER_API_KEY)")
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=args.data_dir, engine=engine, limits=limits, storage=storage, previews=args.previews,
         log_prompts=args.log_prompts, housekeeping_interval=args.housekeeping_seconds,
         fairness=Fairness(args.max_overtakes, args.max_overtake_seconds), webhooks=webhook_settings(args),
-        broker_url=args.broker or None, local_worker=args.local_worker,
+        broker_url=args.broker or None, local_worker=args.local_worker, hung_after_seconds=args.hung_after_seconds,
     )  # fmt: skip
     if not args.local_worker and not args.broker:
         log.error("cannot start: --no-local-worker needs --broker (workers on other machines)")

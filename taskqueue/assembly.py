@@ -26,6 +26,7 @@ from taskqueue.service import TaskService
 from taskqueue.settings import ServiceSettings
 from taskqueue.store import TaskStore
 from taskqueue.waits import WaitTimes
+from taskqueue.watchdog import Watchdog
 from taskqueue.webhooks import WebhookSender
 from worker.engines.base import EngineLoadError, engine_catalog
 from worker.engines.loras import discover, library_folders
@@ -87,9 +88,17 @@ def assemble(settings: ServiceSettings) -> Parts:
     housekeeper = Housekeeper(store, images, changes, settings.storage, settings.housekeeping_interval, inputs)
     loras = discover(library_folders(settings.engine.lora_dirs))
     remote = RemoteWorkers(settings.broker_url, scheduler, store, images, inputs) if settings.broker_url else None
+
+    def hung(name: str, reason: str) -> None:  # the watchdog's verdict: the local worker restarts, others go
+        if name == LOCAL:
+            supervisor.kill_hung(reason)
+        elif remote is not None:
+            remote.declare_lost(name, f"hung: {reason}")
+
+    watchdog = Watchdog(scheduler, forecaster, settings.hung_after_seconds, hung)
     return Parts(
         settings, catalog, loras, store, images, inputs, preview_path, forecaster, metrics, changes, scheduler,
-        table, supervisor, waits, housekeeper, WebhookSender(store, changes, settings.webhooks), remote,
+        table, supervisor, waits, housekeeper, WebhookSender(store, changes, settings.webhooks), remote, watchdog,
     )  # fmt: skip
 
 

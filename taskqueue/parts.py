@@ -17,6 +17,7 @@ from taskqueue.scheduler import Scheduler
 from taskqueue.settings import ServiceSettings
 from taskqueue.store import TaskStore
 from taskqueue.waits import WaitTimes
+from taskqueue.watchdog import Watchdog
 from taskqueue.webhooks import WebhookSender
 from worker.status_table import StatusTable
 from worker.supervisor import Supervisor
@@ -41,3 +42,4 @@ class Parts:
     housekeeper: Housekeeper
     webhooks: WebhookSender
     remote: RemoteWorkers | None = None  # workers on other machines, with --broker
+    watchdog: Watchdog | None = None

@@ -372,17 +372,27 @@ class RemoteWorkers:
                 continue  # Redis was away: its heartbeats could not be seen
             self._lost(record, owner)
 
-    def _lost(self, record: RemoteRecord, owner: bytes | None) -> None:
-        reason = (f"no heartbeat for {broker.LOST_AFTER_SECONDS:g} s" if owner is None
-                  else "another worker took its name")  # fmt: skip
+    def declare_lost(self, name: str, reason: str) -> None:
+        """Let a worker go (the watchdog found it hung): its task runs elsewhere; it must rejoin as a new session."""
+        with self._lock:
+            record = self._records.get(name)
+        if record is not None and record.state in ("ready", "joining"):
+            self._lost(record, None, reason)
+
+    def _lost(self, record: RemoteRecord, owner: bytes | None, reason: str | None = None) -> None:
+        reason = reason or (f"no heartbeat for {broker.LOST_AFTER_SECONDS:g} s" if owner is None
+                            else "another worker took its name")  # fmt: skip
         with self._lock:
             kept = self._records.get(record.name)
             if kept is None or kept.session != record.session:
                 return
             kept.state, kept.error = "lost", reason
             self._lives.pop(record.name, None)
-        if owner is None:  # tell it, should it come back, that this session is over
-            self._redis.set(broker.owner(record.name), f"lost:{record.session}", ex=60)
+        if owner is None or owner.decode() == record.session:  # tell it, should it come back: this session is over
+            try:
+                self._redis.set(broker.owner(record.name), f"lost:{record.session}", ex=60)
+            except Exception as error:
+                self._trouble("marking a worker lost", error)
         self._scheduler.detach(record.name, reason)
 
     def _reachable(self) -> None:

@@ -94,6 +94,8 @@ class WorkerState:
     since: float = 0.0  # when it joined (Unix time)
     done: int = 0  # images it rendered since it joined
     last_seen: float = 0.0  # its last message or heartbeat (Unix time)
+    busy_since: float = 0.0  # when it was given the task it holds
+    stopping_since: float | None = None  # when it was told to stop that task (the watchdog checks it does)
 
     @property
     def available(self) -> bool:
@@ -115,7 +117,7 @@ class WorkerState:
         recent = tuple(k for k in self.prompts.get(key, ()) if k != prompt)
         prompts = {**self.prompts, key: (*recent, prompt)[-PROMPT_MEMORY:]}
         return replace(self, task=task, prompts=prompts, fresh=self.fresh - {key}, task_first=first,
-                       task_cached=cached)  # fmt: skip
+                       task_cached=cached, busy_since=time.time(), stopping_since=None)  # fmt: skip
 
     def gone(self) -> WorkerState:
         """This worker after its process ended: nothing held, nothing loaded."""
@@ -391,6 +393,8 @@ class Scheduler:
         """Stop a running task at its next step, on whichever worker has it."""
         with self._lock:
             worker = self._workers.get(task.worker or LOCAL)
+            if worker is not None and worker.state.task is not None and worker.state.task.id == task.id:
+                worker.state = replace(worker.state, stopping_since=time.time())
         if worker is not None:
             worker.link.send(Cancel(task.id))
 
@@ -578,15 +582,18 @@ class Scheduler:
             log.info("task %s stopped mid-generation", message.task_id, extra={"task_id": message.task_id})
         self.dispatch()
 
-    def on_worker_exit(self, exitcode: int | None, was_ready: bool, worker: str = LOCAL) -> None:
-        """The worker's process ended (it will be started again, or the worker halts)."""
+    def on_worker_exit(
+        self, exitcode: int | None, was_ready: bool, worker: str = LOCAL, reason: str | None = None
+    ) -> None:
+        """The worker's process ended (it will be started again, or the worker halts); `reason`: why it was
+        killed, if it was (the watchdog's verdict)."""
         with self._lock:
             entry = self._workers.get(worker)
             if entry is None:
                 return
             loading = entry.state.loading
             entry.state = entry.state.gone()
-        self._requeue_after_death(worker, describe_exit(exitcode), loading)
+        self._requeue_after_death(worker, reason or describe_exit(exitcode), loading)
         self._changes.changed()
 
     def _requeue_after_death(self, worker: str, reason: str, loading: tuple[str, float] | None) -> None:

@@ -113,11 +113,16 @@ class TaskService:
             self._parts.remote.start()
         self._parts.housekeeper.start()
         self._parts.webhooks.start(base_url)
+        if self._parts.watchdog is not None:
+            self._parts.watchdog.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Graceful: the running task is abandoned at its next step and will run again after a restart."""
         self._parts.housekeeper.stop()
         self._parts.webhooks.stop()  # calls not made yet stay in the outbox, for the next start
+        if self._parts.watchdog is not None:
+            self._parts.watchdog.stop()
+            timeout = self._parts.watchdog.shutdown_grace(LOCAL, timeout)
         self._parts.scheduler.stop_dispatching()
         if self._parts.remote is not None:
             self._parts.remote.stop()  # remote workers carry on; their messages wait in Redis for the restart
@@ -468,10 +473,15 @@ class TaskService:
         workers, default = scheduler.workers(), scheduler.default_variant
         local = scheduler.worker(LOCAL)
         error = None
+        hang = self._parts.watchdog.last_hang if self._parts.watchdog is not None else None
         if local is not None:
             error = local.engine_error or supervisor.halted_reason
             if error is None and not supervisor.alive:
                 error = "the worker process is not running (it is being restarted, or the server is stopping)"
+            if error is None and hang is not None and hang.worker == LOCAL and not local.ready:
+                error = f"the worker hung ({hang.reason}); it is being restarted"
+            if error is None and (overdue := self._parts.watchdog and self._parts.watchdog.overdue(local, time.time())):
+                error = f"the worker is hung: {overdue}"
         elif not workers:
             error = "no worker: none runs here (--no-local-worker) and none has registered through the broker"
         remote_ready = [state for state in workers if state.remote and state.available]

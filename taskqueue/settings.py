@@ -26,3 +26,4 @@ class ServiceSettings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     broker_url: str | None = None  # redis://…: workers on other machines take tasks too (taskqueue/remote_workers.py)
     local_worker: bool = True  # this server runs a worker itself
+    hung_after_seconds: float = 60.0  # the watchdog's floor: slack beyond the forecast before a worker is hung

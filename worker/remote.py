@@ -108,7 +108,7 @@ class Bridge:
                 return  # debug lines stay on this machine
         self._publish(message)
 
-    def on_worker_exit(self, exitcode: int | None, was_ready: bool) -> None:
+    def on_worker_exit(self, exitcode: int | None, was_ready: bool, reason: str | None = None) -> None:
         self._warm, self._ready = [], None
         self._publish(WorkerExited(exitcode, was_ready))
 

@@ -27,7 +27,7 @@ BOOT_FAILURES_BEFORE_HALT = 2  # a worker that dies before it is ready this ofte
 class WorkerEvents(Protocol):
     def on_message(self, message: FromWorker) -> None: ...
 
-    def on_worker_exit(self, exitcode: int | None, was_ready: bool) -> None: ...
+    def on_worker_exit(self, exitcode: int | None, was_ready: bool, reason: str | None = None) -> None: ...
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -54,6 +54,7 @@ class Supervisor:
         self._alive = False
         self.restarts = 0
         self.halted_reason: str | None = None
+        self._kill_reason: str | None = None
 
     @staticmethod
     def context() -> SpawnContext:
@@ -85,6 +86,14 @@ class Supervisor:
             except (OSError, ValueError):
                 return False
             return True
+
+    def kill_hung(self, reason: str) -> None:
+        """The watchdog found the worker hung: kill it (it is started again) and report why it died."""
+        process = self._process
+        if process is None or not self._alive:
+            return
+        self._kill_reason = f"the worker hung ({reason}) and was killed"
+        process.kill()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Let the worker finish encoding and exit; force it after `timeout` seconds."""
@@ -147,10 +156,11 @@ class Supervisor:
                 self._inbox = None
             outbox.close()
             self._table.reset()
+            reason, self._kill_reason = self._kill_reason, None
             if not self._stopping.is_set() and load_error is None:
-                log.error("%s", describe_exit(process.exitcode))
+                log.error("%s", reason or describe_exit(process.exitcode))
             try:
-                self._events.on_worker_exit(process.exitcode, was_ready)
+                self._events.on_worker_exit(process.exitcode, was_ready, reason=reason)
             except Exception:
                 log.exception("handling the worker's exit failed")
             if self._stopping.is_set():
