@@ -102,5 +102,5 @@ def generate_and_wait(requests: Sequence[GenerationRequest]) -> list[Task]:
     """
     tasks_service = service()
     with held_requests().hold():
-        views = tasks_service.submit_all(requests, caller())
+        views = tasks_service.submit_all(requests, caller(), awaited=True)
         return tasks_service.wait_final([view.task.id for view in views], cancelled=client_disconnected())

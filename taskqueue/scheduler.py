@@ -599,10 +599,17 @@ class Scheduler:
     def _requeue_after_death(self, worker: str, reason: str, loading: tuple[str, float] | None) -> None:
         """What a dead (or lost) worker held runs again, once: the death may have had nothing to do with it."""
         stopping = self._stopping
-        for task in self._store.running(worker):
-            if stopping or task.started_at is None:
+        running = self._store.running(worker)
+        # Who is to blame: the task on the engine, if there was one; a task whose image was being encoded beside
+        # it is not (it runs again, uncharged). With nothing on the engine, the encoded one is (a re-run after a
+        # death runs alone, see _may_start, so a task that kills the worker by itself is found out).
+        on_engine = any(task.started_at is not None and task.rendered_at is None for task in running)
+        for task in running:
+            innocent = on_engine and task.rendered_at is not None
+            if stopping or task.started_at is None or innocent:
                 if self._store.requeue(task.id, count_attempt=False):
-                    why = "the server is stopping" if stopping else f"it had not started: {reason}"
+                    why = ("the server is stopping" if stopping else f"its image was being stored: {reason}"
+                           if innocent else f"it had not started: {reason}")  # fmt: skip
                     log.info("task %s waiting again: %s", task.id, why, extra={"task_id": task.id})
             elif task.attempts >= self._max_attempts:
                 error = f"{reason} while running this task, {task.attempts} times; not retrying it"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 from prometheus_client.metrics_core import Metric
 
@@ -99,6 +100,7 @@ class TaskService:
             log.info("task %s waiting again: interrupted by the last shutdown", task_id, extra={"task_id": task_id})
         for task_id in recovery.failed:
             log.error("task %s failed: interrupted by too many shutdowns", task_id, extra={"task_id": task_id})
+        self._cancel_awaited()  # after a crash: the calls that waited for them died with the server
         kept = [(t.id, t.output.format) for t in self._store.unfetched_images()]
         removed = self._parts.images.remove_orphans(kept)
         if removed:
@@ -129,6 +131,7 @@ class TaskService:
         if self._settings.local_worker:
             self._parts.supervisor.stop(timeout)
         self._parts.scheduler.requeue_running(keep_remote=self._parts.remote is not None)
+        self._cancel_awaited()
         self._store.close()
 
     # -- submitting --------------------------------------------------------------------------------------
@@ -136,8 +139,11 @@ class TaskService:
     def submit(self, request: GenerationRequest, caller: Caller = ANYONE) -> TaskView:
         return self.submit_all([request], caller)[0]
 
-    def submit_all(self, requests: Sequence[GenerationRequest], caller: Caller = ANYONE) -> list[TaskView]:
-        """Queue several images as one unit: all of them, or none (the first problem is raised)."""
+    def submit_all(
+        self, requests: Sequence[GenerationRequest], caller: Caller = ANYONE, awaited: bool = False
+    ) -> list[TaskView]:
+        """Queue several images as one unit: all of them, or none (the first problem is raised). `awaited`: the
+        caller waits for them on its connection (a blocking call), so they end if that connection does."""
         self._require_engine()
         limits = self.limits
         if problem := rules.count_problem(len(requests), limits):
@@ -147,6 +153,7 @@ class TaskService:
         try:
             for request in requests:
                 new, files = self._new_task(request, caller, decoded)
+                new = replace(new, awaited=awaited) if awaited else new
                 if files:  # on disk before the task exists: the worker may take it the moment it is inserted
                     self._check_input_room(sum(len(data) for data in files.values()))
                     self._parts.inputs.write(new.task_id, files)
@@ -178,6 +185,12 @@ class TaskService:
                 "stores (--max-stored-mb); try again once some have run.",
                 retry_after_seconds=30,
             )
+
+    def _cancel_awaited(self) -> None:
+        for task in self._store.cancel_awaited():
+            self._parts.inputs.delete(task.id)
+            log.info("task %s cancelled: the call that waited for it ended with the server", task.id,
+                     extra={"task_id": task.id})  # fmt: skip
 
     def _forget_inputs(self, news: list[NewTask]) -> None:
         for new in news:

@@ -130,6 +130,7 @@ END;
     4: """
 ALTER TABLE tasks ADD COLUMN worker TEXT;
 ALTER TABLE timings ADD COLUMN worker TEXT NOT NULL DEFAULT 'local';
+ALTER TABLE tasks ADD COLUMN awaited INTEGER NOT NULL DEFAULT 0;
 """,
 }
 
@@ -157,6 +158,7 @@ class NewTask:
     client: str = ""
     callback_url: str | None = None  # checked already: see TaskService.submit_all
     task_id: str | None = None  # chosen beforehand when files are written for it first (its input images)
+    awaited: bool = False  # its only consumer is a call waiting on its connection (a blocking OpenAI/A1111 call)
 
 
 @dataclass(frozen=True)
@@ -302,12 +304,12 @@ class TaskStore:
                 db.execute(
                     """INSERT INTO tasks (id, status, priority, prompt, negative_prompt, seed, width, height, steps,
                            guidance, format, quality, engine, client, submitted_at, model, variant, variant_spec,
-                           inputs, prompt_key, steps_run, callback_url, reference_pixels)
-                       VALUES (?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                           inputs, prompt_key, steps_run, callback_url, reference_pixels, awaited)
+                       VALUES (?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (task_id, int(new.priority), p.prompt, p.negative_prompt, p.seed, p.width, p.height, p.steps,
                      p.guidance, new.output.format.value, new.output.quality, new.engine, new.client, self._clock(),
                      new.variant.model, new.variant.key, _variant_json(new.variant), inputs,
-                     prompt_key(p), p.steps_run, new.callback_url, p.reference_pixels),
+                     prompt_key(p), p.steps_run, new.callback_url, p.reference_pixels, int(new.awaited)),
                 )  # fmt: skip
                 return task_id
             except sqlite3.IntegrityError as error:
@@ -477,6 +479,18 @@ class TaskStore:
                     (self._clock(), task_id),
                 )
             return _task(row)
+
+    def cancel_awaited(self) -> list[Task]:
+        """End the tasks whose caller waited on a connection that is gone (the server stopped or crashed): no one
+        would take their images. Returns them as they were."""
+        with self._write() as db:
+            rows = db.execute("SELECT * FROM tasks WHERE awaited = 1 AND status IN ('waiting', 'running')").fetchall()
+            db.execute(
+                "UPDATE tasks SET status = 'cancelled', ended_at = ?, error = ? "
+                "WHERE awaited = 1 AND status IN ('waiting', 'running')",
+                (self._clock(), "the call that waited for it ended when the server stopped"),
+            )
+        return [_task(row) for row in rows]
 
     def cancel_all(self) -> list[Task]:
         """Cancel every waiting and running task; returns them as they were."""

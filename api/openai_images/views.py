@@ -150,7 +150,7 @@ def _answer(wanted: ImagesRequest, kind: str) -> dict | Response:
     tasks_service, slots = service(), held_requests()
     slots.acquire()
     try:
-        views = tasks_service.submit_all([generation] * wanted.n, caller())
+        views = tasks_service.submit_all([generation] * wanted.n, caller(), awaited=True)
     except BaseException:
         slots.release()
         raise
