@@ -86,6 +86,7 @@ def assemble(settings: ServiceSettings) -> Parts:
         settings.engine.max_loaded_models,
     )  # fmt: skip
     housekeeper = Housekeeper(store, images, changes, settings.storage, settings.housekeeping_interval, inputs)
+    scheduler.on_image_stored = housekeeper.enforce_storage
     loras = discover(library_folders(settings.engine.lora_dirs))
     remote = RemoteWorkers(settings.broker_url, scheduler, store, images, inputs) if settings.broker_url else None
 

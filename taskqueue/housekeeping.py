@@ -76,15 +76,32 @@ class Housekeeper:
         if forgotten:
             hours = self._limits.retention_seconds / 3600
             log.info("forgot %d task(s) that finished over %g h ago", len(forgotten), hours)
+        dropped = self._drop_beyond_limits()
+        if forgotten or dropped:
+            self._changes.changed()  # status answers are memoized per version of the feed
+        return len(forgotten) + dropped
+
+    def enforce_storage(self) -> int:
+        """Called as each image is stored: the oldest unfetched images go at once when the limits are passed,
+        not at the next sweep (a busy server could otherwise hold thousands beyond them for a minute)."""
+        count, total = self._store.stored_images()
+        total += self._inputs.stored_bytes() if self._inputs is not None else 0
+        bytes_limit = self._limits.max_stored_bytes
+        if count <= self._limits.max_stored_images and (bytes_limit is None or total <= bytes_limit):
+            return 0
+        dropped = self._drop_beyond_limits()
+        if dropped:
+            self._changes.changed()
+        return dropped
+
+    def _drop_beyond_limits(self) -> int:
         dropped = 0
         for task, reason in self._over_storage_limits(self._store.unfetched_images()):
             if self._store.drop_image(task.id, reason):
                 self._images.delete(task.id, task.output.format)
                 dropped += 1
                 log.info("task %s: image deleted unfetched, %s", task.id, reason, extra={"task_id": task.id})
-        if forgotten or dropped:
-            self._changes.changed()  # status answers are memoized per version of the feed
-        return len(forgotten) + dropped
+        return dropped
 
     def _over_storage_limits(self, unfetched: list[Task]) -> list[tuple[Task, str]]:
         """The oldest of `unfetched` (oldest first) that must go for the rest to fit the limits, with why."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -178,6 +178,7 @@ class Scheduler:
         self._failed_loads: dict[str, dict[str, str]] = {}  # worker → variant → why it could not be loaded
         self._load_deaths: dict[tuple[str, str], int] = {}
         self.ever_loaded: set[str] = set()  # models loaded since the start: their weights are here now
+        self.on_image_stored: Callable[[], object] = lambda: None  # the storage limits, enforced as images come
 
     # -- workers -----------------------------------------------------------------------------------------
 
@@ -555,6 +556,7 @@ class Scheduler:
             self.dispatch()  # a re-run's image was the last thing in the worker: the next task may start
             return
         self._forecaster.encode.record(task.output.format.value, task.params.megapixels, message.encode_seconds)
+        self.on_image_stored()
         self._metrics.latency_seconds.observe(max(message.at - task.submitted_at, 0.0))
         self._metrics.task_finished("done")
         log.info("task %s done (%d bytes)", task.id, message.image_bytes, extra={"task_id": task.id})

@@ -161,3 +161,19 @@ def test_the_server_forgets_finished_tasks_after_the_retention_time(server_facto
     server.wait_status(task_id, "done")
     wait_for(lambda: server.get("/api/status", params={"task_id": task_id}).status_code == 404, 10, what="expiry")
     assert not list((server.data_dir / "images").iterdir())
+
+
+def test_the_stored_image_cap_holds_as_images_are_stored_not_per_sweep(server_factory):
+    """Issue 14, item 9: with housekeeping an hour apart, a burst of images still never exceeds the cap: the
+    oldest unfetched image goes as each new one is stored."""
+    server = server_factory("--max-stored-images", "3", "--housekeeping-seconds", "3600", demo_speed=50)
+    ids = [server.generate(f"burst {i}") for i in range(8)]
+    for task_id in ids:
+        server.wait_status(task_id)
+    kept = [task_id for task_id in ids if server.get("/api/image", params={"task_id": task_id,
+                                                                        "delete": "false"}).status_code == 200]  # fmt: skip
+    assert kept == ids[-3:]  # the newest three
+    gone = server.get("/api/image", params={"task_id": ids[0]})
+    assert gone.status_code == 404 and "limit of 3 stored images" in gone.json()["message"]
+    files = list((server.data_dir / "images").iterdir())
+    assert len(files) == 3
