@@ -14,7 +14,9 @@ immutable `WorkerState`, which the rest of the queue reads.
 
 from __future__ import annotations
 
+import collections
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -179,6 +181,9 @@ class Scheduler:
         self._load_deaths: dict[tuple[str, str], int] = {}
         self.ever_loaded: set[str] = set()  # models loaded since the start: their weights are here now
         self.on_image_stored: Callable[[], object] = lambda: None  # the storage limits, enforced as images come
+        self._deferred: collections.deque[tuple[FromWorker, str]] = collections.deque()
+        self._deferred_lock = threading.Lock()
+        self.storage_error: str | None = None  # why the store cannot be written now (health says so)
 
     # -- workers -----------------------------------------------------------------------------------------
 
@@ -295,7 +300,16 @@ class Scheduler:
 
     def dispatch(self) -> None:
         """Give every free worker its next task: the most senior task first, to a worker that has its model warm,
-        else to the one that finishes it soonest; each worker's choice is the planner's `pick` for it."""
+        else to the one that finishes it soonest; each worker's choice is the planner's `pick` for it. If the
+        store cannot record a claim (disk full), `retry_deferred` dispatches again once it can."""
+        try:
+            self._dispatch()
+        except sqlite3.OperationalError as error:
+            if self.storage_error is None:
+                log.error("cannot give out the next task: %s; retrying", error)
+            self.storage_error = str(error)
+
+    def _dispatch(self) -> None:
         changed = False
         with self._lock:
             if self._stopping:
@@ -421,6 +435,58 @@ class Scheduler:
     # -- the workers' messages ---------------------------------------------------------------------------
 
     def on_message(self, message: FromWorker, worker: str = LOCAL) -> None:
+        """Handle a worker's message. One that cannot be recorded (the data disk full or read-only) is kept, with
+        the ones after it, and handled again by `retry_deferred` until it can be: no task stays running for a
+        message lost."""
+        with self._deferred_lock:
+            if self._deferred:  # keep their order behind the one that could not be recorded
+                self._deferred.append((message, worker))
+                return
+        try:
+            self._handle(message, worker)
+        except sqlite3.OperationalError as error:
+            self._defer(message, worker, error)
+
+    def _defer(self, message: FromWorker, worker: str, error: Exception) -> None:
+        with self._deferred_lock:
+            self._deferred.appendleft((message, worker))
+            first = self.storage_error is None
+            self.storage_error = str(error)
+        if first:
+            log.error("cannot record the worker's %s: %s; retrying until the data directory takes it",
+                      type(message).__name__, error)  # fmt: skip
+
+    def storage_failed(self, error: Exception) -> None:
+        """A write the API made was refused by the store: health says so until `retry_deferred` sees one work."""
+        if self.storage_error is None:
+            log.error("the data directory cannot be written: %s", error)
+        self.storage_error = str(error)
+
+    def retry_deferred(self) -> None:
+        """Handle what could not be recorded (called every second); once the store takes writes again, the queue
+        moves on by itself."""
+        if self.storage_error is None:
+            return
+        while True:
+            with self._deferred_lock:
+                if not self._deferred:
+                    break
+                message, worker = self._deferred.popleft()
+            try:
+                self._handle(message, worker)
+            except sqlite3.OperationalError as error:
+                self._defer(message, worker, error)
+                return
+        try:
+            self._dispatch()
+            self._store.check_writable()  # an empty queue writes nothing: prove that the store takes writes
+        except sqlite3.OperationalError as error:
+            self.storage_error = str(error)
+            return
+        log.info("the data directory takes writes again; the queue moves on")
+        self.storage_error = None
+
+    def _handle(self, message: FromWorker, worker: str) -> None:
         if self._workers.get(worker) is None:
             return  # from a worker that has been let go of (lost): whatever it says is stale
         if not self._speaks_for_its_task(message, worker):

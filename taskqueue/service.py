@@ -7,8 +7,10 @@ talks to. It enforces the request rules (core/rules.py) on every submission, who
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 
 from prometheus_client.metrics_core import Metric
@@ -158,7 +160,8 @@ class TaskService:
                     self._check_input_room(sum(len(data) for data in files.values()))
                     self._parts.inputs.write(new.task_id, files)
                 news.append(new)
-            tasks = self._store.add_all(news, Capacity(limits.max_waiting, limits.max_waiting_per_client))
+            with self._writing("queue the task"):
+                tasks = self._store.add_all(news, Capacity(limits.max_waiting, limits.max_waiting_per_client))
         except OverCapacity as over:
             self._forget_inputs(news)
             raise self._queue_full(over, caller) from None
@@ -185,6 +188,19 @@ class TaskService:
                 "stores (--max-stored-mb); try again once some have run.",
                 retry_after_seconds=30,
             )
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """A change the store must record: if the data directory cannot take it (full, read-only), the client
+        gets a 503 that says so, health says so, until the scheduler sees a write work again."""
+        try:
+            yield
+        except sqlite3.OperationalError as error:
+            self._parts.scheduler.storage_failed(error)
+            raise StorageUnavailable(
+                f"The server cannot {what} now: its data directory cannot be written ({error}). Free space on "
+                "it or make it writable again; the server carries on by itself once it can."
+            ) from error
 
     def _cancel_awaited(self) -> None:
         for task in self._store.cancel_awaited():
@@ -354,7 +370,9 @@ class TaskService:
             # `error` on a done task says why its image went unfetched (see Housekeeper)
             gone = f"was deleted: {task.error}" if task.error else "was already fetched and deleted"
             raise ImageNotAvailable(task_id, task.status.value, f"The image of task {task_id} {gone}.")
-        if delete and self._store.mark_fetched(task_id):
+        with self._writing("hand out and delete the image"):
+            fetched = delete and self._store.mark_fetched(task_id)
+        if fetched:
             self._parts.images.delete(task_id, task.output.format)
             log.info("task %s: image fetched and deleted", task_id, extra={"task_id": task_id})
         return data, task.output.format
@@ -377,7 +395,8 @@ class TaskService:
 
     def cancel(self, task_id: str) -> Task:
         """Cancel a waiting task, or stop a running one at its next step; returns the task as it was."""
-        before = self._store.cancel(task_id) if is_task_id(task_id) else None
+        with self._writing("cancel the task"):
+            before = self._store.cancel(task_id) if is_task_id(task_id) else None
         if before is None:
             raise TaskNotFound(task_id)
         self._cancelled([before])
@@ -385,7 +404,8 @@ class TaskService:
 
     def clear(self) -> list[Task]:
         """Cancel every waiting and running task; returns them as they were."""
-        cancelled = self._store.cancel_all()
+        with self._writing("cancel the tasks"):
+            cancelled = self._store.cancel_all()
         self._cancelled(cancelled)
         return cancelled
 
@@ -500,6 +520,9 @@ class TaskService:
         remote_ready = [state for state in workers if state.remote and state.available]
         if error is not None and remote_ready:
             error = None  # another machine's worker serves meanwhile (the local trouble is in /api/workers)
+        storage = scheduler.storage_error
+        if storage is not None:  # first: nothing moves until the store takes writes again
+            error = f"the data directory cannot be written ({storage}): free space on it or make it writable"
         if error is None and (load_error := scheduler.load_error(default.key)):
             error = f"the default model {default.key} cannot be loaded: {load_error}"
         loaded = tuple(dict.fromkeys(key for state in workers for key in state.warm))

@@ -261,7 +261,19 @@ class TaskStore:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
+            try:
+                db.execute("COMMIT")
+            except sqlite3.OperationalError:  # e.g. the disk is full: leave no transaction open behind us
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    def check_writable(self) -> None:
+        """Raise sqlite3.OperationalError unless a write can be committed now (after a full disk). Rewriting the
+        schema version changes nothing but commits a page, as every real write must."""
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            db.execute(f"PRAGMA user_version = {int(version)}")
 
     @contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Connection]:

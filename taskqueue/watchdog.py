@@ -60,6 +60,7 @@ class Watchdog:
         while not self._stop.wait(CHECK_SECONDS):
             try:
                 self.check(time.time())
+                self._scheduler.retry_deferred()  # the same beat: messages the full disk could not record
             except Exception:
                 log.exception("the watchdog's check failed")
 
