@@ -170,8 +170,7 @@ def test_the_stored_image_cap_holds_as_images_are_stored_not_per_sweep(server_fa
     ids = [server.generate(f"burst {i}") for i in range(8)]
     for task_id in ids:
         server.wait_status(task_id)
-    kept = [task_id for task_id in ids if server.get("/api/image", params={"task_id": task_id,
-                                                                        "delete": "false"}).status_code == 200]  # fmt: skip
+    kept = [i for i in ids if server.get("/api/image", params={"task_id": i, "delete": "false"}).status_code == 200]
     assert kept == ids[-3:]  # the newest three
     gone = server.get("/api/image", params={"task_id": ids[0]})
     assert gone.status_code == 404 and "limit of 3 stored images" in gone.json()["message"]
