@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--threads", type=int, default=16, help="HTTP worker threads")
     add("--api-key", default=None, help="require this key on /api, /v1, /sdapi (better: env MFLUX_SERVER_API_KEY)")
     add("--cors-origins", default="*", help="origins browsers may call the API from, space or comma separated")
-    add("--public-url", default=None, help="the server's address as clients reach it, for the image links in "
-        "webhook calls (default: http://HOST:PORT as it listens)")  # fmt: skip
+    add("--public-url", default=None, help="the server's address as clients reach it, the base of the links it "
+        "gives (webhook calls, OpenAI url answers), never the Host header (default: http://HOST:PORT as it "
+        "listens)")  # fmt: skip
     add("--webhook-secret", default=None, help="sign webhook calls with this secret (better: env "
         "MFLUX_SERVER_WEBHOOK_SECRET)")  # fmt: skip
     add("--allow-private-webhooks", action="store_true", help="let webhooks go to loopback, private and link-local "
