@@ -10,9 +10,12 @@ TEMP_SUFFIX = ".partial"
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write beside the file, then rename over it."""
+    """Write beside the file, then rename over it. A parent directory removed under a running server (someone
+    cleaning up) is made again rather than failing every later write."""
     partial = path.with_name(path.name + TEMP_SUFFIX)
     try:
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
         with open(partial, "wb") as handle:
             handle.write(data)
         os.replace(partial, path)

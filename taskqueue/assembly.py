@@ -96,7 +96,8 @@ def assemble(settings: ServiceSettings) -> Parts:
         elif remote is not None:
             remote.declare_lost(name, f"hung: {reason}")
 
-    watchdog = Watchdog(scheduler, forecaster, settings.hung_after_seconds, hung)
+    watchdog = Watchdog(scheduler, forecaster, settings.hung_after_seconds, hung,
+                        each_beat=(scheduler.retry_deferred, images.ensure_directory))  # fmt: skip
     return Parts(
         settings, catalog, loras, store, images, inputs, preview_path, forecaster, metrics, changes, scheduler,
         table, supervisor, waits, housekeeper, WebhookSender(store, changes, settings.webhooks), remote, watchdog,

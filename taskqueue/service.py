@@ -365,10 +365,15 @@ class TaskService:
         try:
             data = self._parts.images.read(task_id, task.output.format) if task.fetched_at is None else None
         except OSError as error:  # not "no such file": the directory itself is gone or unreadable
-            raise StorageUnavailable(f"The image of task {task_id} cannot be read now: {error.strerror}.") from error
+            reason = error.strerror or str(error)
+            raise StorageUnavailable(f"The image of task {task_id} cannot be read now: {reason}.") from error
         if data is None:
-            # `error` on a done task says why its image went unfetched (see Housekeeper)
-            gone = f"was deleted: {task.error}" if task.error else "was already fetched and deleted"
+            if task.error:  # on a done task: why its image went unfetched (see Housekeeper)
+                gone = f"was deleted: {task.error}"
+            elif task.fetched_at is not None:
+                gone = "was already fetched and deleted"
+            else:
+                gone = "is missing from the data directory: its file was removed outside the server"
             raise ImageNotAvailable(task_id, task.status.value, f"The image of task {task_id} {gone}.")
         with self._writing("hand out and delete the image"):
             fetched = delete and self._store.mark_fetched(task_id)
@@ -520,7 +525,7 @@ class TaskService:
         remote_ready = [state for state in workers if state.remote and state.available]
         if error is not None and remote_ready:
             error = None  # another machine's worker serves meanwhile (the local trouble is in /api/workers)
-        storage = scheduler.storage_error
+        storage = scheduler.storage_error or self._parts.images.problem()
         if storage is not None:  # first: nothing moves until the store takes writes again
             error = f"the data directory cannot be written ({storage}): free space on it or make it writable"
         if error is None and (load_error := scheduler.load_error(default.key)):

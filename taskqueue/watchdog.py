@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from taskqueue.forecast import Forecaster
@@ -40,11 +40,13 @@ class Watchdog:
         forecaster: Forecaster,
         floor_seconds: float,
         on_hung: Callable[[str, str], None],
+        each_beat: Sequence[Callable[[], None]] = (),
     ) -> None:
         self._scheduler = scheduler
         self._forecaster = forecaster
         self.floor = floor_seconds
         self._on_hung = on_hung  # (worker name, reason): kill and restart it, or let it go (remote)
+        self._each_beat = each_beat  # other repairs on the same beat (a full disk's backlog, a removed directory)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
         self._fired: dict[str, float] = {}  # worker → when it was last declared hung (not twice for one hang)
@@ -58,11 +60,11 @@ class Watchdog:
 
     def _watch(self) -> None:
         while not self._stop.wait(CHECK_SECONDS):
-            try:
-                self.check(time.time())
-                self._scheduler.retry_deferred()  # the same beat: messages the full disk could not record
-            except Exception:
-                log.exception("the watchdog's check failed")
+            for step in (lambda: self.check(time.time()), *self._each_beat):
+                try:
+                    step()
+                except Exception:
+                    log.exception("the watchdog's beat failed")
 
     def check(self, now: float) -> list[Hang]:
         """Declare hung every worker past its bound; returns the hangs found (for tests)."""

@@ -176,3 +176,43 @@ def test_a_full_data_disk_holds_the_queue_and_health_says_so_until_space_returns
     wait_for(lambda: server.get("/api/health").status_code == 200, 30, what="health to recover")
     after = server.generate("after the space returned")
     assert server.wait_status(after, "done", timeout=60)["status"] == "done"
+
+
+def replace_with_a_file(path: Path) -> None:
+    """Put a plain file where the directory was; the server may make the directory again meanwhile: retry."""
+
+    def swapped() -> bool:
+        shutil.rmtree(path, ignore_errors=True)
+        try:
+            path.write_text("not a directory")
+        except (IsADirectoryError, FileExistsError):
+            return False
+        return True
+
+    wait_for(swapped, 10, what="the images directory to be replaced by a file")
+
+
+def test_an_images_directory_removed_while_serving_is_made_again_and_fetches_say_what_happened(server_factory):
+    """Issue 14, item 7: removing images/ used to fail every later task and make fetches say "already fetched"."""
+    server = server_factory()
+    images = server.data_dir / "images"
+    kept = server.generate("stored before the clean-up")
+    server.wait_status(kept, "done")
+    shutil.rmtree(images)
+    lost = server.get("/api/image", params={"task_id": kept})
+    assert lost.status_code in (404, 410, 503)
+    assert "missing" in lost.json()["message"] and "already fetched" not in lost.json()["message"]
+    after = server.generate("after the clean-up")
+    assert server.wait_status(after, "done", "failed")["error"] is None
+    assert server.get("/api/image", params={"task_id": after}).content[:2] == b"\xff\xd8"  # a JPEG
+
+    replace_with_a_file(images)  # something the server cannot repair by itself: health must say so
+    health = wait_for(lambda: (h := server.get("/api/health")).status_code == 503 and h.json(), 30,
+                      what="health to report the images directory")  # fmt: skip
+    assert "images directory" in health["error"] and "not a directory" in health["error"]
+    failed = server.generate("while images/ is a file")
+    assert "could not store the image" in server.wait_status(failed, "done", "failed")["error"]
+    images.unlink()
+    wait_for(lambda: server.get("/api/health").status_code == 200, 30, what="health to recover")
+    last = server.generate("once it is a directory again")
+    assert server.wait_status(last, "done", "failed")["error"] is None

@@ -132,7 +132,7 @@ def test_an_image_dropped_by_the_storage_limits_says_why(service, parts):
 def test_a_done_task_whose_file_vanished_is_refused_not_crashed(service, parts):
     task = done_with_file(service, parts)
     parts.images.delete(task.id, ImageFormat.PNG)  # deleted behind the server's back
-    assert "already fetched and deleted" in str(refusal(service, task.id))
+    assert "removed outside the server" in str(refusal(service, task.id))  # not "already fetched": it was not
     assert parts.store.get(task.id).fetched_at is None  # nothing was handed out, so nothing marked
 
 
