@@ -14,7 +14,7 @@ def write_atomically(path: Path, data: bytes) -> None:
     cleaning up) is made again rather than failing every later write."""
     partial = path.with_name(path.name + TEMP_SUFFIX)
     try:
-        if not path.parent.is_dir():
+        if not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
         with open(partial, "wb") as handle:
             handle.write(data)
