@@ -110,7 +110,8 @@ def test_an_image_that_cannot_be_stored_fails_its_task_and_the_server_recovers(s
         assert "could not store the image" in status["error"] and "Not a directory" in status["error"]
         unreadable = server.get("/api/image", params={"task_id": kept})
         assert unreadable.status_code == 503 and "cannot be read now" in unreadable.json()["message"]
-        assert server.get("/api/health").status_code == 200  # the worker and the queue are fine
+        health = server.get("/api/health")  # the worker is fine, but no image can be stored: not healthy
+        assert health.status_code == 503 and "images directory" in health.json()["error"]
         assert server.status(kept)["status"] == "done"
     finally:
         images.unlink()
