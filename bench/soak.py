@@ -1,5 +1,5 @@
-"""Soak: many clients submit, poll, cancel and fetch for N minutes while the worker is SIGKILLed at random;
-then the books are checked.
+"""Soak: many clients submit, poll, cancel and fetch for N minutes while the worker is SIGKILLed or paused at
+random and the data disk fills up for a while; then the books are checked.
 
     python -m bench.soak --minutes 10          # and record the figures in BENCHMARKS.md ("Soak" section)
     python -m bench.soak --minutes 1 --no-record
@@ -11,14 +11,18 @@ apart), connection errors, the API process's resident memory over the run, and t
 directory and the SQLite store's integrity after a graceful stop.
 
 Faults: a chaos thread SIGKILLs the worker (its pid from /api/health) at random moments, only once the engine
-has loaded (two deaths while loading halt the supervisor, by design); and a small share of prompts carry the
-demo engine's `[demo-fault:step-1]` marker, which kill the worker every time they run and must end failed.
+has loaded (two deaths while loading halt the supervisor, by design), or pauses it (SIGSTOP, SIGCONT a few
+seconds later: a GPU hang the watchdog must catch once it outlasts --hung-after-seconds); a small share of
+prompts carry the demo engine's `[demo-fault:step-1]` marker, which kill the worker every time they run and must
+end failed; and half-way through, the data directory (a tmpfs of its own, in a private mount namespace where
+the machine allows one) is filled to the last byte for a while and then freed.
 tests/test_soak_smoke.py runs this for 20 seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import random
@@ -39,6 +43,7 @@ import requests
 from PIL import Image
 
 from bench.machine import rss_bytes, this_machine
+from harness.mounts import fill_here, free_here, mounts_allowed, tmpfs_mounted
 from harness.server_process import RunningServer
 from worker.encoding import read_metadata
 
@@ -64,6 +69,11 @@ class Settings:
     cancel_share: float = 0.05
     drain_seconds: float = 180.0  # after the clients stop submitting, how long the queue may take to empty
     seed: int = 1
+    pause_share: float = 0.3  # of the chaos events, how many pause the worker instead of killing it
+    pause_max_seconds: float = 12.0  # a pause lasts 1 s to this; beyond --hung-after-seconds the watchdog acts
+    hung_after_seconds: float = 5.0
+    disk_full_seconds: float = 15.0  # 0: the disk never fills
+    disk_mb: float = 512.0
 
 
 @dataclass
@@ -94,6 +104,10 @@ class Books:
     transport_errors: list[str] = field(default_factory=list)
     refused: Counter = field(default_factory=Counter)  # 4xx on submit -> count (should stay 0)
     kills: int = 0
+    pauses: int = 0
+    disk_503: int = 0  # 503s that say the data directory cannot be written: their documented meaning
+    disk_full_seconds: float = 0.0
+    disk_note: str = ""  # why the disk did not fill, if it did not
     rss: list[tuple[float, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -107,6 +121,7 @@ class Result:
     fetched_ok: int
     failed_poison: int
     failed_chaos: int
+    failed_disk: int
     unexpected: list[str]  # failed for no injected fault, a poison task that did not fail, ...
     cancelled: int
     lost: list[str]
@@ -116,7 +131,11 @@ class Result:
     transport_errors: list[str]
     requests: int
     kills: int
+    pauses: int
     worker_restarts: int
+    disk_full_seconds: float
+    disk_note: str
+    disk_503: int
     rss_start_mb: float
     rss_end_mb: float
     rss_peak_mb: float
@@ -142,7 +161,8 @@ class Result:
             ("tasks submitted (accepted)", str(self.submitted)),
             ("completed: image fetched, decoded, metadata matches", f"{self.fetched_ok} of {self.done} done"),
             ("failed by injected faults: poison prompts", str(self.failed_poison)),
-            ("failed by injected faults: worker killed twice while running", str(self.failed_chaos)),
+            ("failed by injected faults: worker killed or hung twice while running", str(self.failed_chaos)),
+            ("failed by injected faults: image not storable while the disk was full", str(self.failed_disk)),
             ("failed otherwise, or a poison task not failed", str(len(self.unexpected))),
             ("cancelled by clients", str(self.cancelled)),
             ("**lost**", f"**{len(self.lost)}**"),
@@ -150,7 +170,10 @@ class Result:
             ("HTTP requests / **5xx**", f"{self.requests} / **{len(self.server_errors)}**"),
             ("503 from /api/health while the worker restarted", str(self.health_503)),
             ("connection errors", str(len(self.transport_errors))),
-            ("worker SIGKILLs by the chaos thread / worker restarts", f"{self.kills} / {self.worker_restarts}"),
+            ("worker SIGKILLs / SIGSTOP pauses by the chaos thread / worker restarts",
+             f"{self.kills} / {self.pauses} / {self.worker_restarts}"),
+            ("data disk full for", f"{self.disk_full_seconds:.0f} s{self.disk_note}"),
+            ("503s saying the data directory cannot be written (their documented meaning)", str(self.disk_503)),
             ("API process RSS: after warm-up → end (peak)",
              f"{self.rss_start_mb:.1f} → {self.rss_end_mb:.1f} MB ({self.rss_growth_mb:+.1f} MB; peak "
              f"{self.rss_peak_mb:.1f} MB)"),
@@ -172,8 +195,10 @@ def observe(books: Books, method: str, path: str, response: requests.Response) -
         books.statuses[response.status_code] += 1
         if response.status_code < 500:
             return
-        if path == "/api/health" and response.status_code == 503:
-            books.health_503 += 1  # its documented meaning: the worker is down (being restarted)
+        if response.status_code == 503 and "data directory cannot be written" in response.text:
+            books.disk_503 += 1  # its documented meaning: the disk is full; the client tries again later
+        elif path == "/api/health" and response.status_code == 503:
+            books.health_503 += 1  # its documented meaning: the worker is down (being restarted, or hung)
         else:
             books.server_errors.append(f"{method} {path} -> {response.status_code}: {response.text[:200]}")
 
@@ -234,6 +259,7 @@ class Client(threading.Thread):
         if response.status_code != 200:
             with self.books.lock:
                 self.books.refused[response.status_code] += 1
+            time.sleep(0.5)  # a client's back-off after a refusal (a 503 while the disk is full), not a wait
             return
         record = Record(response.json()["task_id"], prompt, seed, (width, height), body["format"], poison)
         self.mine.append(record)
@@ -258,7 +284,7 @@ class Client(threading.Thread):
 
     def fetch(self, record: Record) -> None:
         response = self.request("GET", "/api/image", params={"task_id": record.task_id})
-        if response is None:
+        if response is None or response.status_code == 503:  # 503: the disk is full; fetch it later
             return
         record.fetched = True
         if response.status_code != 200:
@@ -283,7 +309,8 @@ class Client(threading.Thread):
 
 
 def chaos(url: str, books: Books, settings: Settings, stop: threading.Event) -> None:
-    """SIGKILL the worker at random moments, as the OOM killer would; only while the engine is loaded."""
+    """SIGKILL the worker at random moments, as the OOM killer would, or pause it as a GPU hang would; only while
+    the engine is loaded."""
     rng = random.Random(settings.seed)
     session = requests.Session()
     while not stop.wait(rng.expovariate(1.0 / settings.chaos_mean_seconds)):
@@ -297,12 +324,32 @@ def chaos(url: str, books: Books, settings: Settings, stop: threading.Event) -> 
         health = response.json()
         if not (health.get("model_loaded") and health.get("worker_alive") and health.get("worker_pid")):
             continue  # loading: two deaths before Ready halt the supervisor, by design
+        pid = health["worker_pid"]
         try:
-            os.kill(health["worker_pid"], signal.SIGKILL)
+            if rng.random() < settings.pause_share:
+                os.kill(pid, signal.SIGSTOP)
+                with books.lock:
+                    books.pauses += 1
+                stop.wait(rng.uniform(1.0, settings.pause_max_seconds))  # the pause's length, not a sync
+                os.kill(pid, signal.SIGCONT)  # ProcessLookupError if the watchdog killed it meanwhile
+            else:
+                os.kill(pid, signal.SIGKILL)
+                with books.lock:
+                    books.kills += 1
         except ProcessLookupError:
             continue
-        with books.lock:
-            books.kills += 1
+
+
+def disk_filler(server: RunningServer, books: Books, settings: Settings, stop: threading.Event) -> None:
+    """Half-way through, fill the server's data disk to the last byte, keep it full a while, then free it."""
+    if stop.wait(settings.seconds / 2):
+        return
+    began = time.monotonic()
+    fill_here(server.data_dir)
+    stop.wait(settings.disk_full_seconds)  # how long the disk stays full, not a sync
+    free_here(server.data_dir)
+    with books.lock:
+        books.disk_full_seconds = time.monotonic() - began
 
 
 def sample_memory(pid: int, books: Books, stop: threading.Event, every: float = 2.0) -> None:
@@ -329,24 +376,35 @@ def rss_figures(samples: list[tuple[float, int]], seconds: float) -> tuple[float
 
 
 def run(settings: Settings, data_dir: Path | None = None, log=print) -> Result:
-    with tempfile.TemporaryDirectory(prefix="mflux-soak-") as temporary:
+    with tempfile.TemporaryDirectory(prefix="mflux-soak-") as temporary, contextlib.ExitStack() as mounted:
         directory = (data_dir or Path(temporary)) / "data"
-        server = RunningServer(directory, ("--no-previews",), demo_speed=settings.demo_speed)
+        disk_note = ""
+        if settings.disk_full_seconds:
+            if (why_not := mounts_allowed()) is None:
+                mounted.enter_context(tmpfs_mounted(directory, settings.disk_mb))
+            else:
+                disk_note = f" (skipped: {why_not})"
+        options = ("--no-previews", "--hung-after-seconds", str(settings.hung_after_seconds))
+        server = RunningServer(directory, options, demo_speed=settings.demo_speed)
         server.start(timeout=120)
         try:
-            return _soak(server, settings, log)
+            return _soak(server, settings, log, disk_note)
         finally:
             server.kill()  # only reached after a failure: _soak stops it gracefully
 
 
-def _soak(server: RunningServer, settings: Settings, log) -> Result:
+def _soak(server: RunningServer, settings: Settings, log, disk_note: str) -> Result:
     books = Books()
     stop_submitting, stop_chaos = threading.Event(), threading.Event()
     clients = [Client(i, server.url, books, settings, stop_submitting) for i in range(settings.clients)]
     chaos_thread = threading.Thread(target=chaos, args=(server.url, books, settings, stop_chaos), daemon=True)
     memory_thread = threading.Thread(target=sample_memory, args=(server.process.pid, books, stop_chaos), daemon=True)
+    threads = [*clients, chaos_thread, memory_thread]
+    books.disk_note = disk_note
+    if settings.disk_full_seconds and not books.disk_note:
+        threads.append(threading.Thread(target=disk_filler, args=(server, books, settings, stop_chaos), daemon=True))
     began = time.monotonic()
-    for thread in [*clients, chaos_thread, memory_thread]:
+    for thread in threads:
         thread.start()
     next_report = began + 60
     while time.monotonic() - began < settings.seconds:
@@ -362,8 +420,8 @@ def _soak(server: RunningServer, settings: Settings, log) -> Result:
     drain_deadline = time.monotonic() + settings.drain_seconds
     for client in clients:  # each ends once its tasks have ended and their images are fetched
         client.finished.wait(max(drain_deadline - time.monotonic(), 1.0))
-    chaos_thread.join(30)
-    memory_thread.join(30)
+    for thread in threads[len(clients) :]:
+        thread.join(30)
     health = requests.get(server.url + "/api/health", timeout=30).json()
 
     # Books, by what each client last saw (a task it never saw end is lost).
@@ -372,9 +430,15 @@ def _soak(server: RunningServer, settings: Settings, log) -> Result:
     fetched_ok = [r for r in done if r.fetched and not r.problems]
     failed = [r for r in records if r.status == "failed"]
     failed_poison = [r for r in failed if r.poison and r.error and "killed by SIGKILL" in r.error]
-    failed_chaos = [r for r in failed if not r.poison and r.error and re.search(r"killed by SIGKILL.*2 times", r.error)]
-    unexpected = [f"{r.task_id} ({'poison' if r.poison else 'normal'}) failed: {r.error}"
-                  for r in failed if r not in failed_poison and r not in failed_chaos]  # fmt: skip
+    failed_chaos = [
+        r for r in failed if not r.poison and r.error and re.search(r"(killed by SIGKILL|hung).*2 times", r.error)
+    ]
+    failed_disk = [r for r in failed if r.error and "could not store the image" in r.error and "No space" in r.error]
+    unexpected = [
+        f"{r.task_id} ({'poison' if r.poison else 'normal'}) failed: {r.error}"
+        for r in failed
+        if r not in failed_poison and r not in failed_chaos and r not in failed_disk
+    ]
     unexpected += [f"{r.task_id}: a poison task ended {r.status}" for r in records if r.poison and r.status == "done"]
     cancelled = [r for r in records if r.status == "cancelled" and r.cancel_sent]
     accounted = {r.task_id for r in [*fetched_ok, *failed, *cancelled]}
@@ -389,11 +453,14 @@ def _soak(server: RunningServer, settings: Settings, log) -> Result:
     start_mb, end_mb, peak_mb = rss_figures(books.rss, seconds)
     return Result(
         settings=settings, seconds=seconds, submitted=len(records), done=len(done), fetched_ok=len(fetched_ok),
-        failed_poison=len(failed_poison), failed_chaos=len(failed_chaos), unexpected=unexpected,
-        cancelled=len(cancelled), lost=lost, bad_images=bad_images, server_errors=books.server_errors,
+        failed_poison=len(failed_poison), failed_chaos=len(failed_chaos), failed_disk=len(failed_disk),
+        unexpected=unexpected, cancelled=len(cancelled), lost=lost, bad_images=bad_images,
+        server_errors=books.server_errors,
         health_503=books.health_503, transport_errors=books.transport_errors, requests=sum(books.statuses.values()),
-        kills=books.kills, worker_restarts=health["worker_restarts"], rss_start_mb=start_mb, rss_end_mb=end_mb,
-        rss_peak_mb=peak_mb, leftover_files=leftovers, integrity=integrity, exit_code=exit_code,
+        kills=books.kills, pauses=books.pauses, worker_restarts=health["worker_restarts"],
+        disk_full_seconds=books.disk_full_seconds, disk_note=books.disk_note, disk_503=books.disk_503,
+        rss_start_mb=start_mb, rss_end_mb=end_mb, rss_peak_mb=peak_mb, leftover_files=leftovers,
+        integrity=integrity, exit_code=exit_code,
     )  # fmt: skip
 
 
@@ -413,7 +480,11 @@ def section(result: Result, command: str, started: datetime) -> str:
 JPEG/PNG/WEBP, 10% priority, prompts with emoji, RTL and control characters), poll `/api/status`, cancel
 some ({cancelled:.0%} here), fetch every finished image and check that it decodes and carries its own
 prompt and seed. Meanwhile a chaos thread SIGKILLs the worker process every {s.chaos_mean_seconds:.0f} s on
-average (exponential intervals; only while the engine is loaded) and {s.poison_share:.0%} of the prompts carry
+average (exponential intervals; only while the engine is loaded) — or, {s.pause_share:.0%} of the time, pauses
+it with SIGSTOP for 1 to {s.pause_max_seconds:g} s (`--hung-after-seconds {s.hung_after_seconds:g}`: the longer
+pauses are caught by the watchdog, which kills and restarts the worker); half-way through, the data directory
+(a {s.disk_mb:g} MB tmpfs) is filled to the last byte for {s.disk_full_seconds:g} s and then freed;
+and {s.poison_share:.0%} of the prompts carry
 `{POISON}`, which kills the worker each time they run. Demo engine at speed {s.demo_speed:g}. After
 {result.seconds / 60:.0f} minutes the clients stop submitting, the queue drains, the server is stopped with
 SIGTERM and its store checked. "Lost" counts accepted tasks that did not end done-and-fetched, failed with a
@@ -460,12 +531,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo-speed", type=float, default=Settings.demo_speed)
     parser.add_argument("--chaos-mean", type=float, default=Settings.chaos_mean_seconds, help="seconds between kills")
     parser.add_argument("--poison", type=float, default=Settings.poison_share, help="share of poison prompts")
+    parser.add_argument("--pause-share", type=float, default=Settings.pause_share,
+                        help="share of chaos events that pause the worker (SIGSTOP) instead of killing it")  # fmt: skip
+    parser.add_argument("--disk-full-seconds", type=float, default=Settings.disk_full_seconds,
+                        help="how long the data disk stays full half-way through (0: never)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=Settings.seed)
     parser.add_argument("--no-record", dest="record", action="store_false", help="do not write BENCHMARKS.md")
     args = parser.parse_args(argv)
     settings = Settings(
         seconds=args.minutes * 60, clients=args.clients, in_flight=args.in_flight, demo_speed=args.demo_speed,
-        chaos_mean_seconds=args.chaos_mean, poison_share=args.poison, seed=args.seed,
+        chaos_mean_seconds=args.chaos_mean, poison_share=args.poison, seed=args.seed, pause_share=args.pause_share,
+        disk_full_seconds=args.disk_full_seconds,
     )  # fmt: skip
     started = datetime.now().astimezone()
     print(f"soak: {args.minutes:g} min, {settings.clients} clients, chaos every ~{settings.chaos_mean_seconds:g} s",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.mounts import fill, free, in_private_mounts, mounts_allowed
 from harness.server_process import ROOT, SERVER, wait_for
 
 
@@ -25,20 +26,9 @@ def start_up(data_dir: Path, wrap: list[str] | None = None) -> subprocess.Comple
     )
 
 
-def in_private_mounts(shell: str, *paths: Path) -> list[str]:
-    """A command prefix: run `shell` (with $1, $2... = paths) as root in a private mount namespace, then exec."""
-    return ["unshare", "--mount", "sh", "-c", f'{shell} && shift {len(paths)} && exec "$@"', "sh", *map(str, paths)]
-
-
 def require_private_mounts(tmp_path: Path) -> None:
-    """Skip unless this machine lets the tests mount file systems in a private namespace (Linux, as root)."""
-    if not sys.platform.startswith("linux") or os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("needs Linux, root and unshare for a private mount namespace")
-    probe = tmp_path / "mount-probe"
-    probe.mkdir()
-    result = subprocess.run([*in_private_mounts('mount -t tmpfs -o size=64k tmpfs "$1"', probe), "true"], check=False)
-    if result.returncode != 0:
-        pytest.skip("mounting in a private namespace is not permitted here")
+    if (why_not := mounts_allowed()) is not None:
+        pytest.skip(why_not)
 
 
 @pytest.fixture
@@ -143,19 +133,11 @@ def test_a_full_disk_fails_the_task_with_the_reason_and_frees_its_space(server_f
     assert server.wait_status(small, "done", "failed")["error"] is None
 
 
-def inside(server, *command: str) -> subprocess.CompletedProcess:
-    """Run a command in the server's private mount namespace (where its tmpfs is)."""
-    return subprocess.run(["nsenter", "--target", str(server.process.pid), "--mount", *command],
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
-
-
 def test_a_full_data_disk_holds_the_queue_and_health_says_so_until_space_returns(server_factory, private_mounts):
     """Issue 14, items 1 and 4: the whole data directory (its SQLite store too) on a 4 MB tmpfs, filled while a
     task renders. The task's end cannot be recorded: it is kept and recorded once space returns (here: failed,
     its image could not be written), the queue moves on by itself, health says what is wrong meanwhile, and
     the API answers a 503 an operator understands instead of a generic 500."""
-    if shutil.which("nsenter") is None:
-        pytest.skip("needs nsenter")
     server = server_factory(start=False, demo_speed=2)
     server.data_dir.mkdir(parents=True)
     server.command = in_private_mounts('mount -t tmpfs -o size=4m tmpfs "$1"', server.data_dir) + server.command
@@ -163,15 +145,14 @@ def test_a_full_data_disk_holds_the_queue_and_health_says_so_until_space_returns
     first = server.generate("ends on a full disk", width=1024, height=1024, steps=6, format="PNG")
     wait_for_running = server.wait_status(first, "running")
     assert wait_for_running["status"] == "running"
-    filled = inside(server, "sh", "-c", f'dd if=/dev/zero of="{server.data_dir}/filler" bs=64k 2>/dev/null; true')
-    assert filled.returncode == 0
+    fill(server.process.pid, server.data_dir)
     health = wait_for(lambda: (h := server.get("/api/health")).status_code == 503 and h.json(), 60,
                       what="health to report the full disk")  # fmt: skip
     assert "data directory cannot be written" in health["error"]
     refused = server.post("/api/generate", json={"prompt": "while full"})
     assert refused.status_code == 503 and "data directory cannot be written" in refused.json()["message"]
     assert server.status(first)["status"] == "running"  # not lost: kept until it can be recorded
-    inside(server, "rm", "-f", str(server.data_dir / "filler"))
+    free(server.process.pid, server.data_dir)
     ended = server.wait_status(first, "done", "failed", timeout=30)
     assert ended["status"] == "done" or "No space left" in ended["error"]
     wait_for(lambda: server.get("/api/health").status_code == 200, 30, what="health to recover")
