@@ -120,17 +120,21 @@ class WaitTimes:
     # -- waiting tasks -----------------------------------------------------------------------------------
 
     def _waiting_view(self, task: Task, now: float, memo: _Memo) -> TaskView:
+        # Threads share the memo: each reads `memo.plan` once into a local, and only changes it under the lock
+        # (another thread may drop it at any moment, and a plan read twice may be None the second time).
         planned = self._plan(memo).get(task.id)
         if planned is None:  # it joined the end of the queue after the plan was made
             with self._plan_lock:
+                current = memo.plan
                 joined = list(self._store.queue(after_seq=memo.max_seq))
-                if memo.plan is not None and extend(memo.plan, joined, self._costs):
+                if current is not None and extend(current, joined, self._costs):
                     memo.max_seq = max((q.seq for q in joined), default=memo.max_seq)
                 else:  # one of them may go ahead of others (grouping by model): the plan changes
-                    memo.plan = None
-            planned = memo.plan.get(task.id) if memo.plan is not None else None
+                    current = memo.plan = None
+            planned = current.get(task.id) if current is not None else None
         if planned is None:  # not waiting any more, or a plan that missed it: plan again
-            memo.plan = None
+            with self._plan_lock:
+                memo.plan = None
             planned = self._plan(memo).get(task.id)
         encode = self._forecaster.encode.seconds(task.output.format.value, task.params.megapixels)
         workers = {state.name: state for state in self._workers()}
@@ -143,15 +147,17 @@ class WaitTimes:
         return TaskView(task, planned.position, planned.position + busy, wait, None, loading=loading)
 
     def _plan(self, memo: _Memo) -> Plan:
-        if memo.plan is None:
+        current = memo.plan
+        if current is None:
             with self._plan_lock:
-                if memo.plan is None:
+                current = memo.plan
+                if current is None:
                     now = time.time()
                     lanes = [self._lane(state, now) for state in self._workers()]
                     queue = list(self._store.queue())
                     memo.max_seq = max((q.seq for q in queue if not q.priority), default=0)
-                    memo.plan = plan(queue, lanes, self._costs, self._fairness)
-        return memo.plan
+                    current = memo.plan = plan(queue, lanes, self._costs, self._fairness)
+        return current
 
     def _lane(self, state: WorkerState, now: float) -> Lane:
         warm, fresh = state.warm, state.fresh

@@ -9,6 +9,7 @@ recorded the render). A client's progress bar then jumped back to the start just
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 
 import pytest
@@ -130,3 +131,32 @@ def test_a_status_read_that_meets_the_worker_mid_write_does_not_go_back_to_step_
         shared.sequence += 1
     assert during.progress.step >= 3, during.progress
     assert during.wait_remaining <= before.wait_remaining + 0.05
+
+
+class DroppingLock:
+    """The plan lock, with another thread's "plan again" (which drops the shared plan) squeezed in just as the
+    lock is released: the interleaving that made GET /api/tasks answer 500 under 16 busy connections."""
+
+    def __init__(self, waits) -> None:
+        self._inner = threading.Lock()
+        self._waits = waits
+        self.drops = 0
+
+    def __enter__(self) -> None:
+        self._inner.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self._inner.release()
+        if self.drops == 0:
+            self.drops += 1
+            self._waits._memo.plan = None
+
+
+def test_a_plan_dropped_by_another_thread_is_not_read_back_as_none(service, parts):
+    queued = [service.submit(GenerationRequest(f"p{i}", width=256, height=256, steps=2)).task for i in range(3)]
+    parts.waits._plan_lock = DroppingLock(parts.waits)
+    parts.waits._memo.plan = None  # as after any change: the next answer plans the queue again
+    views, total = service.listed()
+    assert parts.waits._plan_lock.drops == 1
+    assert total == 3 and [view.position for view in views] == [0, 1, 2]
+    assert [view.task.id for view in views] == [task.id for task in queued]
