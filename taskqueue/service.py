@@ -368,6 +368,7 @@ class TaskService:
             reason = error.strerror or str(error)
             raise StorageUnavailable(f"The image of task {task_id} cannot be read now: {reason}.") from error
         if data is None:
+            task = self._store.get(task_id) or task  # a fetcher beside us may have taken it and deleted the file
             if task.error:  # on a done task: why its image went unfetched (see Housekeeper)
                 gone = f"was deleted: {task.error}"
             elif task.fetched_at is not None:
