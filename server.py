@@ -18,6 +18,7 @@ from api import create_app, waitress_errors
 from api.auth import exposure_warning
 from api.serving import waitress_options
 from core import rules
+from core.keys import KeysFileError, load_keys
 from core.rules import Limits
 from taskqueue.assembly import StartupError, build_service
 from taskqueue.housekeeping import StorageLimits
@@ -50,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
         "what the forecast expects of its current phase plus this long is hung: killed and started again")  # fmt: skip
     add("--data-dir", type=Path, default=Path(platformdirs.user_data_dir("mflux-server")), help="tasks and images")
     add("--threads", type=int, default=16, help="HTTP worker threads")
-    add("--api-key", default=None, help="require this key on /api, /v1, /sdapi (better: env MFLUX_SERVER_API_KEY)")
+    add("--api-key", default=None, help="require this key on /api, /v1, /sdapi (better: env MFLUX_SERVER_API_KEY); "
+        "an admin key")  # fmt: skip
+    add("--api-keys-file", type=Path, default=os.environ.get("MFLUX_SERVER_API_KEYS_FILE"), help="named API keys, "
+        "TOML or JSON (see README): user keys see and manage only their own tasks, admin keys all (or env "
+        "MFLUX_SERVER_API_KEYS_FILE)")  # fmt: skip
     add("--cors-origins", default="*", help="origins browsers may call the API from, space or comma separated")
     add("--public-url", default=None, help="the server's address as clients reach it, the base of the links it "
         "gives (webhook calls, OpenAI url answers), never the Host header (default: http://HOST:PORT as it "
@@ -168,14 +173,23 @@ def main(argv: list[str] | None = None) -> int:
     if not args.local_worker and not args.broker:
         log.error("cannot start: --no-local-worker needs --broker (workers on other machines)")
         return 2
+    api_key = args.api_key or os.environ.get("MFLUX_SERVER_API_KEY") or None
+    try:
+        named_keys = load_keys(Path(args.api_keys_file)) if args.api_keys_file else ()
+    except KeysFileError as error:
+        log.error("cannot start: %s", error)
+        return 2
+    if api_key and any(key.secret == api_key for key in named_keys):
+        log.error("cannot start: the --api-key is also a key of the keys file; give each its own")
+        return 2
     try:
         service = build_service(settings)
     except (OSError, ValueError, StartupError) as error:
         log.error("cannot start: %s", error)
         return 2
-    api_key = args.api_key or os.environ.get("MFLUX_SERVER_API_KEY") or None
     config = {
         "MFLUX_API_KEY": api_key,
+        "MFLUX_API_KEYS": named_keys,
         "MFLUX_CORS_ORIGINS": args.cors_origins,
         # Event streams and blocking OpenAI/A1111 calls each hold a thread: keep a few for everything else.
         "MFLUX_MAX_HELD_REQUESTS": max(1, args.threads - 4),
@@ -190,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     service.start(public_url)
     log.info("engine: %s; default model %s; data in %s", service.engine, service.default_variant.key, args.data_dir)
     log.info("listening on http://%s:%s (pid %d)", args.host, server.effective_port, os.getpid())
-    if api_key:
+    if named_keys:
+        admins = sum(key.admin for key in named_keys)
+        log.info("%d named API key(s) (%d admin) from %s; a key is required on /api, /v1 and /sdapi",
+                 len(named_keys), admins, args.api_keys_file)  # fmt: skip
+    elif api_key:
         log.info("an API key is required on /api, /v1 and /sdapi")
     elif warning := exposure_warning(args.host, api_key):
         log.warning("%s", warning)

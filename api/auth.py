@@ -1,14 +1,18 @@
-"""Access control: the optional API key, and the browser origins allowed to call the API (CORS).
+"""Access control: the optional API keys, and the browser origins allowed to call the API (CORS).
 
-With a key configured (`--api-key` or `MFLUX_SERVER_API_KEY`), every request under /api, /v1 and /sdapi must
-present it; the pages (/, /ui/, /swagger, /openapi.json) stay open so the web UI can load and ask for it.
+With keys configured (the single `--api-key` or `MFLUX_SERVER_API_KEY`, and/or the named keys of
+`--api-keys-file`, core/keys.py), every request under /api, /v1 and /sdapi must present one; the pages (/, /ui/,
+/swagger, /openapi.json) stay open so the web UI can load and ask for it. The key found becomes the request's
+`Caller` (api/context.py): which key it is and its role. What that caller may see is not decided here but by
+the service (core/rules.py `visible_owner`).
 Accepted forms:
 - `Authorization: Bearer <key>` (the web UI, OpenAI clients, curl);
 - `Authorization: Basic base64(<any user>:<key>)` (AUTOMATIC1111 clients such as Open WebUI and SillyTavern
   only know A1111's `--api-auth user:password`: give them any user name and the key as the password);
 - `?api_key=<key>` on GET /api/events, /api/image and /api/preview only, because EventSource and <img>
   cannot send headers.
-The key is compared in constant time, and never logged or echoed.
+Every presented key is compared with every configured one, in constant time and without stopping at a match;
+keys are never logged or echoed.
 """
 
 from __future__ import annotations
@@ -19,12 +23,15 @@ import hashlib
 import hmac
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from flask import Flask, Response, current_app, request
 from flask_smorest import Api
 
 from api.errors import error_response, under
+from core.keys import LEGACY_NAME, ApiKey, Role
+from core.submissions import Caller
 
 PROTECTED_PREFIXES = ("/api", "/v1", "/sdapi")
 QUERY_KEY_PATHS = frozenset({"/api/events", "/api/image", "/api/preview"})
@@ -34,7 +41,13 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="mflux-server"'}
 def init_app(app: Flask, api: Api) -> None:
     app.before_request(_require_key)
     api.spec.components.security_scheme(
-        "bearerAuth", {"type": "http", "scheme": "bearer", "description": "The server's --api-key, if it has one."}
+        "bearerAuth",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The server's --api-key, or a named key of its --api-keys-file, if it has any. A user "
+            "key sees and manages its own tasks only (others' appear in the queue anonymised); an admin key all.",
+        },
     )
     api.spec.components.security_scheme(
         "apiKeyQuery",
@@ -45,8 +58,19 @@ def init_app(app: Flask, api: Api) -> None:
             "description": "Only on GET /api/events, /api/image and /api/preview (EventSource and <img>).",
         },
     )
-    if app.config.get("MFLUX_API_KEY"):
+    if keys_in_use(app.config):
         api.spec.options["security"] = [{"bearerAuth": []}, {"apiKeyQuery": []}]
+
+
+def configured_keys(config: Mapping[str, Any]) -> tuple[ApiKey, ...]:
+    """The single --api-key (an admin key, named LEGACY_NAME) and the named keys of the keys file."""
+    single = config.get("MFLUX_API_KEY")
+    legacy = (ApiKey(LEGACY_NAME, single, Role.ADMIN),) if single else ()
+    return legacy + tuple(config.get("MFLUX_API_KEYS") or ())
+
+
+def keys_in_use(config: Mapping[str, Any]) -> bool:
+    return bool(config.get("MFLUX_API_KEY") or config.get("MFLUX_API_KEYS"))
 
 
 def _protected(path: str) -> bool:
@@ -54,18 +78,13 @@ def _protected(path: str) -> bool:
 
 
 def _require_key() -> Response | None:
-    key = current_app.config.get("MFLUX_API_KEY")
-    if not key or request.method == "OPTIONS" or not _protected(request.path):
+    keys = configured_keys(current_app.config)
+    if not keys or request.method == "OPTIONS" or not _protected(request.path):
         return None  # CORS preflights carry no credentials by design; flask-cors answers them
     presented = list(_presented_keys())
-    expected = key.encode()
-    # Compare against every candidate (at most three), without stopping early, in constant time each.
-    matches = [hmac.compare_digest(candidate.encode(), expected) for candidate in presented]
-    if any(matches):
-        # One shared key identifies no one in particular, so clients are still told apart by address;
-        # the key's digest is kept in the identity so per-key identities can come later without a change here.
-        digest = hashlib.sha256(expected).hexdigest()[:12]
-        request.mflux_client = f"key-{digest}@{request.remote_addr or ''}"
+    found = _matching(presented, keys)
+    if found is not None:
+        request.mflux_caller = _caller_of(found)
         return None
     message = (
         "This server requires an API key: send 'Authorization: Bearer <key>'."
@@ -73,6 +92,28 @@ def _require_key() -> Response | None:
         else "The API key is not valid for this server."
     )
     return _unauthorized(message)
+
+
+def _matching(presented: list[str], keys: tuple[ApiKey, ...]) -> ApiKey | None:
+    """The key one of the candidates (at most three) is: every pair compared, in constant time each, without
+    stopping early, so the time taken tells nothing of which key, or how much of one, matched."""
+    found = None
+    for candidate in presented:
+        given = candidate.encode()
+        for key in keys:
+            if hmac.compare_digest(given, key.secret.encode()) and found is None:
+                found = key
+    return found
+
+
+def _caller_of(key: ApiKey) -> Caller:
+    if key.name == LEGACY_NAME:
+        # One shared key identifies no one in particular, so its clients are told apart by address (per-client
+        # caps, A1111's progress and interrupt); the key's digest is kept in the identity.
+        digest = hashlib.sha256(key.secret.encode()).hexdigest()[:12]
+        return Caller(client=f"key-{digest}@{request.remote_addr or ''}", admin=True, owner=LEGACY_NAME)
+    # A named key is one client wherever it is used from: its caps and its tasks are the key's.
+    return Caller(client=f"key:{key.name}", admin=key.admin, owner=key.name, max_waiting=key.max_waiting)
 
 
 def _presented_keys() -> Iterator[str]:
@@ -117,7 +158,7 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may well resolve to a public address
 
 
-def exposure_warning(host: str, api_key: str | None) -> str | None:
+def exposure_warning(host: str, api_key: str | bool | None) -> str | None:
     """The warning to log when the server is reachable from other machines without a key, else None."""
     if api_key or is_loopback(host):
         return None

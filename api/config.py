@@ -24,7 +24,8 @@ class DefaultConfig:
     MAX_CONTENT_LENGTH = TEXT_BODY_BYTES  # a prompt is a few kB; endpoints that take images allow more (api/bodies.py)
     JSON_SORT_KEYS = False
     MFLUX_CORS_ORIGINS = "*"  # as the original: its web UI may be opened from a file or another host
-    MFLUX_API_KEY = None
+    MFLUX_API_KEY = None  # the single --api-key: an admin key
+    MFLUX_API_KEYS = ()  # the named keys of --api-keys-file (core.keys.ApiKey)
     MFLUX_PUBLIC_URL = None  # the base of absolute links (--public-url); None: where the server listens
     MFLUX_MAX_HELD_REQUESTS = 12  # open event streams + blocking generation calls; server.py: --threads - 4
     MFLUX_SSE_KEEPALIVE_SECONDS = 15.0

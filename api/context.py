@@ -18,10 +18,12 @@ def service() -> TaskService:
     return current_app.extensions[EXTENSION]
 
 
-def client_id() -> str:
-    """Who is asking, for per-client limits: the API key's holder if keys are in use, else the address."""
-    return getattr(request, "mflux_client", None) or request.remote_addr or ""
-
-
 def caller() -> Caller:
-    return Caller(client=client_id())
+    """Who is asking: as api/auth.py identified the key presented, or (a server without keys) an admin told
+    apart from other clients by address."""
+    return getattr(request, "mflux_caller", None) or Caller(client=request.remote_addr or "")
+
+
+def client_id() -> str:
+    """Who is asking, for per-client limits: the API key's name if keys are named, else the address."""
+    return caller().client

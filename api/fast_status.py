@@ -8,7 +8,8 @@ same body and headers; everything else goes to Flask untouched:
 - any other method, path or query string (extra parameters, an invalid id: Flask's 422 explains it);
 - an unknown task (Flask's JSON 404), or any error (Flask's handlers answer and log it);
 - a request with an `Origin` header, whose CORS headers depend on it (flask-cors decides those);
-- a server with an API key (api/auth.py checks it), and debug mode (indented JSON).
+- a server with API keys (api/auth.py checks them; whether the task is the caller's depends on the key), and
+  debug mode (indented JSON).
 The response headers are those of Flask's own first 200 answer to such a request, so CORS and any other
 after-request headers are exactly what Flask sends. tests/test_hot_paths.py checks both paths agree, and
 that the app has no request hook this path does not know about.
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterable
 
 from flask import Flask
 
+from api.auth import keys_in_use
 from api.context import service_of
 from api.tasks.presenters import status_of
 from api.tasks.views import status_code
@@ -63,7 +65,7 @@ class StatusFastPath:
             or environ.get("PATH_INFO") != PATH
             or "HTTP_ORIGIN" in environ
             or self._app.debug
-            or self._app.config.get("MFLUX_API_KEY")
+            or keys_in_use(self._app.config)
         ):
             return None
         match = QUERY.fullmatch(environ.get("QUERY_STRING", ""))

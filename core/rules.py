@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from core.models import QUANTIZE_BITS, ModelInfo, ModelKind
-from core.submissions import GenerationRequest
+from core.submissions import Caller, GenerationRequest
 from core.tasks import GenerationParams
 
 MAX_SEED = 2**32 - 1  # mflux seeds mx.random with it; keep it in the range every engine accepts
@@ -270,6 +270,28 @@ def count_problem(count: int, limits: Limits) -> str | None:
     if count < 1:
         return "Must ask for at least one image."
     return f"Asks for {count} images; this server makes at most {cap} per request."
+
+
+def waiting_cap(caller: Caller, limits: Limits) -> int:
+    """Most tasks one client may have waiting: its key's own cap (keys file), else --max-waiting-per-client."""
+    return caller.max_waiting if caller.max_waiting is not None else limits.max_waiting_per_client
+
+
+# -- who sees what: the one rule, read by the service for every lookup, listing, fetch and cancel -------------
+
+
+def visible_owner(caller: Caller) -> str | None:
+    """The one owner (key name) whose tasks a caller may see in full, fetch, follow and cancel; None: every task.
+
+    An admin (the single --api-key, an admin key of the keys file, and every client of a server without keys)
+    sees all; a user key sees its own tasks, and everyone else's only as anonymous entries of the queue."""
+    return None if caller.admin else caller.owner
+
+
+def may_see(caller: Caller, owner: str) -> bool:
+    """Whether a task of `owner` is the caller's to see, fetch, follow and cancel (else: as if unknown)."""
+    visible = visible_owner(caller)
+    return visible is None or visible == owner
 
 
 def random_seed() -> int:

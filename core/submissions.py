@@ -79,7 +79,11 @@ class GenerationRequest:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who asks: `client` tells clients apart for per-client limits; `admin` may see and manage every task."""
+    """Who asks: `client` tells clients apart for per-client limits; `owner` is the name of its API key, recorded
+    on its tasks ("" without named keys); `admin` may see and manage every task (core/rules.py decides who sees
+    what); `max_waiting` is its key's own cap on waiting tasks, if the keys file gives one."""
 
     client: str = ""
     admin: bool = True
+    owner: str = ""
+    max_waiting: int | None = None

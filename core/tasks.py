@@ -156,6 +156,7 @@ class Task:
     image_bytes: int | None = None
     fetched_at: float | None = None
     worker: str | None = None  # the worker it runs (or last ran) on
+    owner: str = ""  # the name of the API key that queued it ("" without named keys)
 
     @property
     def occupies_engine(self) -> bool:

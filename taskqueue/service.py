@@ -161,7 +161,7 @@ class TaskService:
                     self._parts.inputs.write(new.task_id, files)
                 news.append(new)
             with self._writing("queue the task"):
-                tasks = self._store.add_all(news, Capacity(limits.max_waiting, limits.max_waiting_per_client))
+                tasks = self._store.add_all(news, Capacity(limits.max_waiting, rules.waiting_cap(caller, limits)))
         except OverCapacity as over:
             self._forget_inputs(news)
             raise self._queue_full(over, caller) from None
@@ -237,7 +237,8 @@ class TaskService:
             prepared = inputs.prepare(request, pictures, params, model)
             params, files = prepared.params, prepared.files
         new = NewTask(params, OutputSpec(request.format, request.quality), request.priority, model.engine, variant,
-                      caller.client, request.callback_url, task_id=new_task_id() if files else None)  # fmt: skip
+                      caller.client, request.callback_url, task_id=new_task_id() if files else None,
+                      owner=caller.owner)  # fmt: skip
         return new, files
 
     def _joined_end(self, tasks: list[Task]) -> bool:
@@ -338,27 +339,46 @@ class TaskService:
         )  # fmt: skip
 
     # -- looking up --------------------------------------------------------------------------------------
+    # A task another key owns is, to a user key, unknown: the same TaskNotFound as for an id that never was, so
+    # that nothing tells it the task exists (core/rules.py `may_see` is the rule).
 
-    def task(self, task_id: str) -> Task:
+    def task(self, task_id: str, caller: Caller = ANYONE) -> Task:
         task = self._store.get(task_id) if is_task_id(task_id) else None
-        if task is None:
+        if task is None or not rules.may_see(caller, task.owner):
             raise TaskNotFound(task_id)
         return task
 
-    def status(self, task_id: str) -> TaskView:
-        return self._waits.status(task_id, time.time())
+    def status(self, task_id: str, caller: Caller = ANYONE) -> TaskView:
+        view = self._waits.status(task_id, time.time())
+        if not rules.may_see(caller, view.task.owner):
+            raise TaskNotFound(task_id)
+        return view
 
     def listed(
-        self, statuses: tuple[TaskStatus, ...] = tuple(TaskStatus), limit: int = 10_000, offset: int = 0
+        self,
+        statuses: tuple[TaskStatus, ...] = tuple(TaskStatus),
+        limit: int = 10_000,
+        offset: int = 0,
+        caller: Caller = ANYONE,
     ) -> tuple[list[TaskView], int]:
-        """Tasks in queue order (running, waiting, then finished-but-unfetched), and how many there are."""
-        tasks, total = self._store.listed(statuses, limit, offset)
-        return self._waits.views(tasks, time.time()), total
+        """Tasks in queue order (running, waiting, then finished-but-unfetched), and how many there are. To a user
+        key: the whole queue, other keys' tasks in it anonymous (`TaskView.anonymous`), and its own finished ones."""
+        tasks, total = self._store.listed(statuses, limit, offset, owner=rules.visible_owner(caller))
+        views = self._waits.views(tasks, time.time())
+        return [
+            view if rules.may_see(caller, view.task.owner) else replace(view, anonymous=True) for view in views
+        ], total
+
+    def own_tasks(self, caller: Caller, statuses: tuple[TaskStatus, ...] = tuple(TaskStatus)) -> list[TaskView]:
+        """The tasks this very client queued (its client identity: a key's name, or the single key or no key
+        and an address), in queue order; what A1111's progress and interrupt concern."""
+        tasks, _ = self._store.listed(statuses, 10_000, 0, client=caller.client)
+        return self._waits.views(tasks, time.time())
 
     # -- images and previews -----------------------------------------------------------------------------
 
-    def image(self, task_id: str, delete: bool = True) -> tuple[bytes, ImageFormat]:
-        task = self.task(task_id)
+    def image(self, task_id: str, delete: bool = True, caller: Caller = ANYONE) -> tuple[bytes, ImageFormat]:
+        task = self.task(task_id, caller)
         if task.status is not TaskStatus.DONE:
             reason = f"failed: {task.error}" if task.status is TaskStatus.FAILED else NOT_AVAILABLE[task.status]
             raise ImageNotAvailable(task_id, task.status.value, f"No image: task {task_id} {reason}.")
@@ -383,9 +403,9 @@ class TaskService:
             log.info("task %s: image fetched and deleted", task_id, extra={"task_id": task_id})
         return data, task.output.format
 
-    def preview(self, task_id: str) -> bytes | None:
+    def preview(self, task_id: str, caller: Caller = ANYONE) -> bytes | None:
         """The running task's latest preview JPEG, or None if it has none (yet)."""
-        task = self.task(task_id)
+        task = self.task(task_id, caller)
         worker = task.worker or LOCAL
         live = self._parts.scheduler.live(worker)
         if task.status is not TaskStatus.RUNNING or live is None or live.task_id != task_id or not live.preview_count:
@@ -399,19 +419,19 @@ class TaskService:
 
     # -- cancelling --------------------------------------------------------------------------------------
 
-    def cancel(self, task_id: str) -> Task:
+    def cancel(self, task_id: str, caller: Caller = ANYONE) -> Task:
         """Cancel a waiting task, or stop a running one at its next step; returns the task as it was."""
         with self._writing("cancel the task"):
-            before = self._store.cancel(task_id) if is_task_id(task_id) else None
+            before = self._store.cancel(task_id, rules.visible_owner(caller)) if is_task_id(task_id) else None
         if before is None:
             raise TaskNotFound(task_id)
         self._cancelled([before])
         return before
 
-    def clear(self) -> list[Task]:
-        """Cancel every waiting and running task; returns them as they were."""
+    def clear(self, caller: Caller = ANYONE) -> list[Task]:
+        """Cancel every waiting and running task (a user key's: its own); returns them as they were."""
         with self._writing("cancel the tasks"):
-            cancelled = self._store.cancel_all()
+            cancelled = self._store.cancel_all(rules.visible_owner(caller))
         self._cancelled(cancelled)
         return cancelled
 
@@ -550,9 +570,21 @@ class TaskService:
             workers_ready=sum(1 for state in workers if state.available),
         )
 
-    def workers(self) -> list[WorkerListing]:
-        """Every worker: this server's own and those on other machines (with --broker), what each is doing."""
-        return listings(self._parts.scheduler, self._parts.forecaster, self._parts.remote)
+    def workers(self, caller: Caller = ANYONE) -> list[WorkerListing]:
+        """Every worker: this server's own and those on other machines (with --broker), what each is doing; to
+        a user key, the id of another key's task is not shown (its progress is, as in the queue)."""
+        scheduler = self._parts.scheduler
+        found = listings(scheduler, self._parts.forecaster, self._parts.remote)
+        return [
+            worker
+            if worker.task_id is None or self._sees_task_of(caller, worker.name)
+            else replace(worker, task_id=None)
+            for worker in found
+        ]
+
+    def _sees_task_of(self, caller: Caller, worker: str) -> bool:
+        state = self._parts.scheduler.worker(worker)
+        return state is not None and state.task is not None and rules.may_see(caller, state.task.owner)
 
     @property
     def broker_reachable(self) -> bool | None:

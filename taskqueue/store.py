@@ -23,7 +23,7 @@ from core.tasks import Composite, GenerationParams, ImageFormat, OutputSpec, Tas
 from taskqueue.forecast import Timing
 from taskqueue.planner import Queued
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -132,6 +132,11 @@ ALTER TABLE tasks ADD COLUMN worker TEXT;
 ALTER TABLE timings ADD COLUMN worker TEXT NOT NULL DEFAULT 'local';
 ALTER TABLE tasks ADD COLUMN awaited INTEGER NOT NULL DEFAULT 0;
 """,
+    # Named API keys (issue 14): the key that queued each task, whose alone it is (tasks from before: no one's,
+    # which only admins see).
+    5: """
+ALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+""",
 }
 
 _INDEXES = """
@@ -139,11 +144,13 @@ CREATE INDEX IF NOT EXISTS tasks_queue_order ON tasks (priority DESC, seq) WHERE
 CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, seq);
 CREATE INDEX IF NOT EXISTS tasks_by_client ON tasks (client) WHERE status = 'waiting';
 CREATE INDEX IF NOT EXISTS tasks_waiting_variants ON tasks (priority, variant) WHERE status = 'waiting';
+CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks (owner, status, seq);
 """
 
 # Listings show running tasks first, then the queue, then finished ones; each group is read in index order, so a
 # page deep in a long queue is cheap.
-_LISTED_GROUPS = (("running",), ("waiting",), ("done", "failed", "cancelled"))
+_FINISHED = ("done", "failed", "cancelled")
+_LISTED_GROUPS = (("running",), ("waiting",), _FINISHED)
 _QUEUE_COLUMNS = "id, seq, priority, variant, model, variant_spec, width, height, reference_pixels, steps_run, " \
                  "prompt_key, overtaken, overtaken_seconds, attempts"  # fmt: skip
 
@@ -159,6 +166,7 @@ class NewTask:
     callback_url: str | None = None  # checked already: see TaskService.submit_all
     task_id: str | None = None  # chosen beforehand when files are written for it first (its input images)
     awaited: bool = False  # its only consumer is a call waiting on its connection (a blocking OpenAI/A1111 call)
+    owner: str = ""  # the name of the API key that queued it
 
 
 @dataclass(frozen=True)
@@ -316,12 +324,12 @@ class TaskStore:
                 db.execute(
                     """INSERT INTO tasks (id, status, priority, prompt, negative_prompt, seed, width, height, steps,
                            guidance, format, quality, engine, client, submitted_at, model, variant, variant_spec,
-                           inputs, prompt_key, steps_run, callback_url, reference_pixels, awaited)
-                       VALUES (?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                           inputs, prompt_key, steps_run, callback_url, reference_pixels, awaited, owner)
+                       VALUES (?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (task_id, int(new.priority), p.prompt, p.negative_prompt, p.seed, p.width, p.height, p.steps,
                      p.guidance, new.output.format.value, new.output.quality, new.engine, new.client, self._clock(),
                      new.variant.model, new.variant.key, _variant_json(new.variant), inputs,
-                     prompt_key(p), p.steps_run, new.callback_url, p.reference_pixels, int(new.awaited)),
+                     prompt_key(p), p.steps_run, new.callback_url, p.reference_pixels, int(new.awaited), new.owner),
                 )  # fmt: skip
                 return task_id
             except sqlite3.IntegrityError as error:
@@ -379,18 +387,29 @@ class TaskStore:
         while rows := cursor.fetchmany(256):
             yield from (_queued(row) for row in rows)
 
-    def listed(self, statuses: Sequence[TaskStatus], limit: int, offset: int) -> tuple[list[Task], int]:
+    def listed(
+        self,
+        statuses: Sequence[TaskStatus],
+        limit: int,
+        offset: int,
+        owner: str | None = None,
+        client: str | None = None,
+    ) -> tuple[list[Task], int]:
         """Tasks in the given states, running first, then in queue order, then finished ones; and their total.
 
         Done tasks are only listed while their image is still waiting to be fetched. Each group is counted,
         and read only if the page reaches it, in the order of an index (the queue's for waiting tasks).
+        `owner`: as a user key sees them: everyone's running and waiting tasks (the queue it shares), and of the
+        finished ones only that owner's. `client`: only that client's tasks.
         """
         wanted = {TaskStatus(s).value for s in statuses}
         with self._snapshot() as db:
-            return self._listed(db, wanted, limit, offset)
+            return self._listed(db, wanted, limit, offset, owner, client)
 
     @staticmethod
-    def _listed(db: sqlite3.Connection, wanted: set[str], limit: int, offset: int) -> tuple[list[Task], int]:
+    def _listed(
+        db: sqlite3.Connection, wanted: set[str], limit: int, offset: int, owner: str | None, client: str | None
+    ) -> tuple[list[Task], int]:
         tasks: list[Task] = []
         total = 0
         for group in _LISTED_GROUPS:
@@ -401,14 +420,21 @@ class TaskStore:
             # SQLite use the partial index that holds the queue order.
             literal = ", ".join(f"'{status}'" for status in chosen)
             where = f"status = {literal}" if len(chosen) == 1 else f"status IN ({literal})"
+            args: list[object] = []
             if "done" in chosen:
                 where += " AND NOT (status = 'done' AND fetched_at IS NOT NULL)"
-            count = db.execute(f"SELECT COUNT(*) FROM tasks WHERE {where}").fetchone()[0]
+            if owner is not None and group is _FINISHED:
+                where += " AND owner = ?"
+                args.append(owner)
+            if client is not None:
+                where += " AND client = ?"
+                args.append(client)
+            count = db.execute(f"SELECT COUNT(*) FROM tasks WHERE {where}", args).fetchone()[0]
             if offset < count and len(tasks) < limit:
                 index = "INDEXED BY tasks_queue_order" if chosen == ["waiting"] else ""
                 rows = db.execute(
                     f"SELECT * FROM tasks {index} WHERE {where} ORDER BY priority DESC, seq LIMIT ? OFFSET ?",
-                    (limit - len(tasks), offset),
+                    (*args, limit - len(tasks), offset),
                 ).fetchall()
                 tasks += [_task(r) for r in rows]
             offset = max(offset - count, 0)
@@ -479,10 +505,14 @@ class TaskStore:
             )
         return [row[0] for row in rows]
 
-    def cancel(self, task_id: str) -> Task | None:
-        """Cancel a waiting or running task; returns the task as it was before (None if unknown)."""
+    def cancel(self, task_id: str, owner: str | None = None) -> Task | None:
+        """Cancel a waiting or running task (of `owner`, if given); returns the task as it was before (None if
+        unknown, or another owner's)."""
         with self._write() as db:
-            row = db.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            if owner is None:
+                row = db.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            else:
+                row = db.execute("SELECT * FROM tasks WHERE id = ? AND owner = ?", (task_id, owner)).fetchone()
             if row is None:
                 return None
             if row["status"] in ("waiting", "running"):
@@ -504,14 +534,14 @@ class TaskStore:
             )
         return [_task(row) for row in rows]
 
-    def cancel_all(self) -> list[Task]:
-        """Cancel every waiting and running task; returns them as they were."""
+    def cancel_all(self, owner: str | None = None) -> list[Task]:
+        """Cancel every waiting and running task (of `owner`, if given); returns them as they were."""
+        where, args = "status IN ('waiting', 'running')", ()
+        if owner is not None:
+            where, args = where + " AND owner = ?", (owner,)
         with self._write() as db:
-            rows = db.execute("SELECT * FROM tasks WHERE status IN ('waiting', 'running')").fetchall()
-            db.execute(
-                "UPDATE tasks SET status = 'cancelled', ended_at = ? WHERE status IN ('waiting', 'running')",
-                (self._clock(),),
-            )
+            rows = db.execute(f"SELECT * FROM tasks WHERE {where}", args).fetchall()
+            db.execute(f"UPDATE tasks SET status = 'cancelled', ended_at = ? WHERE {where}", (self._clock(), *args))
         return [_task(r) for r in rows]
 
     def mark_fetched(self, task_id: str) -> bool:
@@ -793,4 +823,5 @@ def _task(row: sqlite3.Row) -> Task:
         image_bytes=row["image_bytes"],
         fetched_at=row["fetched_at"],
         worker=row["worker"],
+        owner=row["owner"],
     )

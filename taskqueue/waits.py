@@ -43,6 +43,7 @@ class TaskView:
     progress: Progress | None
     previews: int = 0  # how many previews the running task has had so far
     loading: str | None = None  # the variant being loaded for it (running), or to be loaded before it (waiting)
+    anonymous: bool = False  # another key's task, shown to a user key as a queue entry only (TaskService decides)
 
 
 class ForecastCosts(Costs):

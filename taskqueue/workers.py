@@ -26,6 +26,8 @@ class WorkerListing:
     since: float
     error: str | None
     version: str = ""
+    step: int | None = None  # the current task's denoising steps done, and of how many (None: no task)
+    steps: int | None = None
 
 
 def listings(scheduler: Scheduler, forecaster: Forecaster, remote: RemoteWorkers | None) -> list[WorkerListing]:
@@ -41,12 +43,15 @@ def listings(scheduler: Scheduler, forecaster: Forecaster, remote: RemoteWorkers
             status = "loading"
         else:
             status = "busy" if state.busy else "ready"
+        live = scheduler.live(state.name) if state.task else None
+        live = live if live is not None and live.task_id == state.task.id else None
         found.append(WorkerListing(
             name=state.name, remote=state.remote, host=state.host, engine=state.engine, state=status,
             warm=state.warm, loading=state.loading[0] if state.loading else None,
             task_id=state.task.id if state.task else None, tasks_done=state.done,
             speed=forecaster.worker_speed(state.name), since=state.since, error=state.engine_error,
             last_heartbeat=record.last_heartbeat if record else None, version=record.version if record else "",
+            step=live.steps_done if live else None, steps=live.steps if live else None,
         ))  # fmt: skip
     found += [  # gone or refused: shown with why
         WorkerListing(

@@ -74,7 +74,8 @@ def test_pages_and_the_api_document_stay_open(keyed):
     assert document["components"]["securitySchemes"]["bearerAuth"] == {
         "type": "http",
         "scheme": "bearer",
-        "description": "The server's --api-key, if it has one.",
+        "description": "The server's --api-key, or a named key of its --api-keys-file, if it has any. A user key "
+        "sees and manages its own tasks only (others' appear in the queue anonymised); an admin key all.",
     }
     assert {"bearerAuth": []} in document["security"]
 

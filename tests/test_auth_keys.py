@@ -175,7 +175,9 @@ def test_the_api_document_describes_both_ways_and_requires_them_only_with_a_key(
     document = keyed.get("/openapi.json").get_json()
     schemes = document["components"]["securitySchemes"]
     assert schemes["bearerAuth"] == {
-        "type": "http", "scheme": "bearer", "description": "The server's --api-key, if it has one.",
+        "type": "http", "scheme": "bearer", "description": "The server's --api-key, or a named key of its "
+        "--api-keys-file, if it has any. A user key sees and manages its own tasks only (others' appear in the "
+        "queue anonymised); an admin key all.",
     }  # fmt: skip
     assert schemes["apiKeyQuery"] == {
         "type": "apiKey", "in": "query", "name": "api_key",

@@ -581,3 +581,50 @@ def test_a_polled_card_ends_when_its_task_is_cancelled_or_fails_elsewhere(open_p
     assert not any(urlparse(url).path == "/api/events" for url in watch.requests)
     # The browser logs each 410 it was answered; the page itself logs nothing.
     assert [e for e in watch.errors if "status of 410" not in e] == []
+
+
+def test_the_queue_shows_other_keys_tasks_anonymised_and_a_workers_panel(open_page, server_factory, tmp_path):
+    keys = tmp_path / "keys.toml"
+    keys.write_text(
+        '[keys.alice]\nkey = "alice-browser-key-0123"\n\n[keys.bob]\nkey = "bob-script-key-012345"\n', encoding="utf-8"
+    )
+    server = server_factory("--api-keys-file", str(keys), demo_speed=4, start=False)
+    server.start(wait_ready=False)
+    bob = {"Authorization": "Bearer bob-script-key-012345"}
+    wait_for(lambda: server.get("/api/health", headers=bob).json().get("model_loaded"), 60, what="the engine")
+    body = {"prompt": "bob's private harbour", "width": 1024, "height": 1024, "steps": 100}
+    running = server.post("/api/generate", json=body, headers=bob).json()["task_id"]
+    waiting = server.post("/api/generate", json={**body, "steps": 3}, headers=bob).json()["task_id"]
+    wait_for(lambda: server.get("/api/status", params={"task_id": running}, headers=bob).json()["status"] == "running")
+
+    page, watch = open_page(server.url + "/")
+    dialog = page.get_by_role("dialog", name="API key needed")
+    dialog.get_by_label("API key").fill("alice-browser-key-0123")
+    dialog.get_by_label("API key").press("Enter")
+    expect(dialog).to_be_hidden()
+    rows = page.locator("#queue-body tr")
+    expect(rows).to_have_count(2)
+    for index in range(2):
+        expect(rows.nth(index)).to_have_class("other")
+        expect(rows.nth(index)).to_contain_text("other")
+    expect(rows.nth(0)).to_contain_text("1024×1024")
+    # The workers panel: the worker, its model, and how far it is with a task that is not alice's.
+    panel = page.locator("#workers-panel")
+    expect(panel).to_be_visible()
+    expect(panel.locator(".worker")).to_have_count(1)
+    expect(panel.locator(".worker-name")).to_have_text("local")
+    expect(panel.locator(".worker .state")).to_have_text("rendering")
+    expect(panel.locator(".worker-model")).to_contain_text("demo")
+    expect(panel.locator(".worker-task")).to_contain_text("/100 · another key's task")
+
+    generate(page, "alice's own lighthouse", count=1)
+    expect(rows).to_have_count(3)
+    expect(rows.nth(2)).to_have_class("mine")
+    expect(rows.nth(2)).to_contain_text("you")
+    html = page.content()
+    assert "bob's private harbour" not in html and running not in html and waiting not in html
+    screenshot = tmp_path / "webui-keys.png"
+    page.screenshot(path=screenshot, full_page=True)
+    print(f"keys screenshot: {screenshot}")
+    server.get("/api/clear", headers=bob)
+    assert [e for e in watch.errors if "status of 401" not in e] == []

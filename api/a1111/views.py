@@ -9,8 +9,8 @@ Differences from A1111, by design:
   model the server offers. Endpoints it does not implement answer 501 in A1111's error shape.
 - img2img and inpainting take A1111's fields; masked content (inpainting_fill) is prepared in pixels, not
   latents; the area outside the mask is the input picture, exactly.
-- `progress`, `interrupt` and `skip` concern the caller's own tasks (told apart by address, as for queue
-  limits): one client can neither watch nor stop another's images.
+- `progress`, `interrupt` and `skip` concern the caller's own tasks (told apart by their named API key, else by
+  address, as for queue limits): one client can neither watch nor stop another's images.
 - txt2img blocks until its images are done; if the client hangs up meanwhile, its tasks are cancelled.
 Errors have A1111's shape (api/a1111/errors.py).
 """
@@ -35,7 +35,7 @@ from api.a1111.errors import A1111ErrorSchema, a1111_error
 from api.a1111.interrupted import interrupted
 from api.a1111.schemas import ExtraSingleImageSchema, Img2ImgSchema, OptionsSchema, ProgressArgsSchema, Txt2ImgSchema
 from api.bodies import takes_images
-from api.context import client_id, service
+from api.context import caller, service
 from api.errors import describe_validation_errors
 from api.slots import generate_and_wait, held_requests, require_count
 from api.smorest import ImitationBlueprint
@@ -400,9 +400,7 @@ def _timestamp(unix: float) -> str:
 
 def _my_tasks() -> list[TaskView]:
     """The caller's running and waiting tasks, running first."""
-    me = client_id()
-    views, _ = service().listed((TaskStatus.RUNNING, TaskStatus.WAITING))
-    return [view for view in views if view.task.client == me]
+    return service().own_tasks(caller(), (TaskStatus.RUNNING, TaskStatus.WAITING))
 
 
 @blp.route("/progress")
@@ -444,7 +442,7 @@ class Progress(MethodView):
 
 
 def _preview_png(task_id: str) -> str | None:
-    jpeg = service().preview(task_id)
+    jpeg = service().preview(task_id, caller())
     if jpeg is None:
         return None
     buffer = io.BytesIO()
@@ -461,7 +459,7 @@ class Interrupt(MethodView):
         The stopped image comes back to the blocking call as it stood, as A1111 returns it."""
         for view in _my_tasks():
             _keep_as_it_stands(view)
-            service().cancel(view.task.id)
+            service().cancel(view.task.id, caller())
         return jsonify({})
 
 
@@ -473,7 +471,7 @@ class Skip(MethodView):
         for view in _my_tasks():
             if view.task.status is TaskStatus.RUNNING:
                 _keep_as_it_stands(view)
-                service().cancel(view.task.id)
+                service().cancel(view.task.id, caller())
         return _json_null()
 
 
@@ -482,7 +480,7 @@ def _keep_as_it_stands(view: TaskView) -> None:
     to answer with (A1111 decodes the stopped batch's latents and returns them)."""
     if view.task.status is not TaskStatus.RUNNING:
         return
-    jpeg = service().preview(view.task.id)
+    jpeg = service().preview(view.task.id, caller())
     if jpeg is None:
         return
     params, buffer = view.task.params, io.BytesIO()

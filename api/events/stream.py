@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from core.errors import TaskNotFound
+from core.submissions import Caller
 from core.tasks import TaskStatus
-from taskqueue.service import TaskService, TaskView
+from taskqueue.service import ANYONE, TaskService, TaskView
 
 RETRY_MILLISECONDS = 3000  # how soon a browser reconnects after a dropped connection
 SAMPLE_SECONDS = 0.25  # a running task's steps live in shared memory, not on the change feed: look 4 times a second
@@ -112,6 +113,7 @@ def stream(
     follower: TaskEvents,
     disconnected: Callable[[], bool],
     keepalive_seconds: float,
+    caller: Caller = ANYONE,
 ) -> Iterator[bytes]:
     """The event stream; waitress sends each yielded chunk at once (it flushes every write of a response)."""
     yield f"retry: {RETRY_MILLISECONDS}\n\n".encode()
@@ -119,7 +121,7 @@ def stream(
     while True:
         version = tasks.change_version  # read before the task: a change in between ends the wait below at once
         try:
-            view = tasks.status(follower.task_id)
+            view = tasks.status(follower.task_id, caller)
         except TaskNotFound:
             return  # forgotten (past retention): nothing more will happen to it
         now = time.monotonic()

@@ -6,7 +6,7 @@ from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import abort
 
-from api.context import service
+from api.context import caller, service
 from api.events.stream import FINAL_EVENTS, TaskEvents, stream
 from api.slots import NoFreeSlot, client_disconnected, held_requests
 from api.smorest import ApiBlueprint
@@ -56,7 +56,8 @@ class Events(MethodView):
         """
         task_id = args["task_id"]
         tasks = service()
-        view = tasks.status(task_id)  # unknown: 404 now, before any stream starts
+        who = caller()  # the stream outlives the request context: who asks is taken now
+        view = tasks.status(task_id, who)  # unknown (or another key's): 404 now, before any stream starts
         last_event_id = request.headers.get("Last-Event-ID", "").strip()
         if view.task.status.is_final and last_event_id == FINAL_EVENTS[view.task.status]:
             return Response(status=204)
@@ -70,7 +71,7 @@ class Events(MethodView):
         )
         keepalive = float(current_app.config["MFLUX_SSE_KEEPALIVE_SECONDS"])
         response = Response(
-            stream(tasks, follower, client_disconnected(), keepalive),
+            stream(tasks, follower, client_disconnected(), keepalive, who),
             mimetype="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},  # and nginx: do not buffer it
         )

@@ -8,7 +8,7 @@ from flask import Response
 from flask.views import MethodView
 from flask_smorest import abort
 
-from api.context import service
+from api.context import caller, service
 from api.errors import ErrorSchema
 from api.images.schemas import ImageArgsSchema
 from api.safe_methods import is_head
@@ -33,7 +33,7 @@ class ImageView(MethodView):
     def get(self, args):
         """The encoded image; deleted once fetched unless delete=false (as in the original)."""
         delete = args["delete"] and not is_head()  # a HEAD: the headers a GET would send; the image stays
-        data, image_format = service().image(args["task_id"], delete=delete)
+        data, image_format = service().image(args["task_id"], delete=delete, caller=caller())
         filename = f"{args['task_id']}.{image_format.extension}"
         headers = {"Cache-Control": "no-store", "Content-Disposition": f'inline; filename="{filename}"'}
         if args["base64"]:
@@ -50,7 +50,7 @@ class Preview(MethodView):
     def get(self, args):
         """The running task's latest preview. Other query parameters (the `n` in event URLs) are ignored."""
         tasks = service()
-        data = tasks.preview(args["task_id"])
+        data = tasks.preview(args["task_id"], caller())
         if data is None:
             if not tasks.previews_enabled:
                 abort(404, message="Previews are turned off on this server (--no-previews).")

@@ -7,6 +7,7 @@ import dataclasses
 from flask import current_app
 from flask.views import MethodView
 
+from api.auth import keys_in_use
 from api.context import service
 from api.smorest import ApiBlueprint
 from api.system.schemas import HealthSchema, InfoSchema
@@ -56,6 +57,6 @@ class Info(MethodView):
             "max_input_images": limits.max_input_images,
             "formats": [f.value for f in ImageFormat],
             "previews": tasks.previews_enabled,
-            "auth_required": bool(current_app.config.get("MFLUX_API_KEY")),
+            "auth_required": keys_in_use(current_app.config),
             "models": [m.info.name for m in tasks.models() if m.offered],
         }

@@ -9,7 +9,7 @@ def status_of(view: TaskView) -> dict:
     task = view.task
     progress = view.progress
     return {
-        "task_id": task.id,
+        "task_id": None if view.anonymous else task.id,
         "status": task.status.value,
         "pos": view.position or 0,
         "wait_remaining": round(view.wait_remaining, 3),
@@ -21,7 +21,19 @@ def status_of(view: TaskView) -> dict:
     }
 
 
+# What a user key is shown of another key's task in the queue (the service decides whose is whose): where it
+# stands and what it costs, nothing that says what it draws or could fetch, follow or cancel it.
+ANONYMOUS = {"task_id": None, "prompt": None, "negative_prompt": None, "seed": None, "error": None, "worker": None,
+             "guidance": None, "start_time": None, "compute_time": None, "end_time": None, "render_end_time": None,
+             "input_images": None, "image_strength": None, "masked": None}  # fmt: skip
+
+
 def task_of(view: TaskView) -> dict:
+    listed = _task_of(view) | {"anonymous": view.anonymous}
+    return listed | ANONYMOUS if view.anonymous else listed
+
+
+def _task_of(view: TaskView) -> dict:
     task, params = view.task, view.task.params
     return status_of(view) | {
         "prompt": params.prompt,

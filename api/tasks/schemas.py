@@ -171,19 +171,22 @@ class StatusSchema(Schema):
 
 
 class TaskSchema(StatusSchema):
-    prompt = fields.String(required=True)
+    """A task as listed. Null where `anonymous`: another key's task, shown to a user key as a queue entry only."""
+
+    task_id = fields.String(allow_none=True, required=True, metadata={"description": "Null where anonymous."})
+    prompt = fields.String(allow_none=True, required=True)
     negative_prompt = fields.String(allow_none=True)
-    seed = fields.Integer(required=True)
+    seed = fields.Integer(allow_none=True, required=True)
     width = fields.Integer(required=True)
     height = fields.Integer(required=True)
     steps = fields.Integer(required=True)
-    guidance = fields.Float(required=True)
+    guidance = fields.Float(allow_none=True, required=True)
     format = fields.String(required=True)
     quality = fields.Integer(required=True)
     priority = fields.Boolean(required=True)
     engine = fields.String(required=True, metadata={"description": "'demo' marks the procedural test engine."})
     demo = fields.Boolean(required=True, metadata={"description": "True: a procedural demo image, not a model's."})
-    start_time = fields.Float(required=True, metadata={"description": "Submitted (Unix time)."})
+    start_time = fields.Float(allow_none=True, required=True, metadata={"description": "Submitted (Unix time)."})
     compute_time = fields.Float(allow_none=True, required=True, metadata={"description": "Started on the engine."})
     end_time = fields.Float(allow_none=True, required=True, metadata={"description": "Finished, failed or cancelled."})
     render_end_time = fields.Float(
@@ -192,11 +195,20 @@ class TaskSchema(StatusSchema):
         metadata={"description": "The engine finished its pixels and was free again (encoding follows)."},
     )
     attempts = fields.Integer(required=True)
-    input_images = fields.Integer(required=True, metadata={"description": "Pictures it started from (0: text)."})
+    input_images = fields.Integer(
+        allow_none=True, required=True, metadata={"description": "Pictures it started from (0: text)."}
+    )
     image_strength = fields.Float(
         required=True, allow_none=True, metadata={"description": "img2img: the share of the init image kept."}
     )
-    masked = fields.Boolean(required=True, metadata={"description": "Only a masked area was repainted."})
+    masked = fields.Boolean(
+        allow_none=True, required=True, metadata={"description": "Only a masked area was repainted."}
+    )
+    anonymous = fields.Boolean(
+        required=True,
+        metadata={"description": "Another API key's task (to a user key): no id, prompt, seed or times; it cannot "
+                  "be fetched, followed or cancelled."},
+    )  # fmt: skip
 
 
 class TaskListArgsSchema(Schema):

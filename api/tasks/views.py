@@ -65,7 +65,7 @@ class Status(MethodView):
 
         A failed or cancelled task answers 410 (with the same body): the original server's clients poll until
         "done" and treat any 200 as "not yet", so a 200 would keep them polling forever."""
-        view = service().status(args["task_id"])
+        view = service().status(args["task_id"], caller())
         return status_of(view), status_code(view)
 
 
@@ -81,11 +81,14 @@ class Tasks(MethodView):
     def get(self, args):
         """Every task in queue order: running, waiting, then finished ones whose image is not fetched yet.
 
+        To a user key (`--api-keys-file`): its own tasks, and other keys' running and waiting ones as anonymous
+        entries (`anonymous: true`: position, model, size, steps, time left, status; no id, prompt or seed).
+
         A plain JSON array, as the original server answered; page with `limit` and `offset`, the total is in
         the `X-Total-Count` header.
         """
         statuses = tuple(TaskStatus(s) for s in args["status"]) if args["status"] else tuple(TaskStatus)
-        views, total = service().listed(statuses, args["limit"], args["offset"])
+        views, total = service().listed(statuses, args["limit"], args["offset"], caller())
         # Returned as a response, so flask-smorest does not dump it again through TaskSchema: for a page of
         # tasks that re-serialization cost more than the rest of the request together. task_of already gives
         # the documented shape (tests/test_hot_paths.py checks TaskSchema would dump it unchanged).
@@ -113,8 +116,9 @@ class Cancel(MethodView):
 
 
 def _cancel(task_id: str) -> dict:
-    before = service().cancel(task_id)
-    now = service().task(task_id)
+    who = caller()
+    before = service().cancel(task_id, who)
+    now = service().task(task_id, who)
     return {
         "task_id": task_id,
         "status": now.status.value,
@@ -128,7 +132,7 @@ def _cancel(task_id: str) -> dict:
 class Clear(MethodView):
     @blp.response(200, ClearResponseSchema)
     def get(self):
-        """Cancel every waiting and running task."""
+        """Cancel every waiting and running task (a user key's: its own)."""
         return _clear()
 
     @blp.response(200, ClearResponseSchema)
@@ -138,5 +142,5 @@ class Clear(MethodView):
 
 
 def _clear() -> dict:
-    cancelled = service().clear()
+    cancelled = service().clear(caller())
     return {"cancelled": len(cancelled), "task_ids": [t.id for t in cancelled]}

@@ -15,7 +15,11 @@ class WorkerSchema(Schema):
     state = fields.String(required=True, metadata={"enum": STATES})
     warm = fields.List(fields.String(), required=True, metadata={"description": "Model variants loaded there."})
     loading = fields.String(allow_none=True, required=True)
-    task_id = fields.String(allow_none=True, required=True, metadata={"description": "The task it renders."})
+    task_id = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={"description": "The task it renders (null: another key's, for a user key)."},
+    )
     tasks_done = fields.Integer(required=True, metadata={"description": "Images rendered since it joined."})
     speed = fields.Float(
         allow_none=True,
@@ -28,3 +32,5 @@ class WorkerSchema(Schema):
     error = fields.String(allow_none=True, required=True, metadata={"description": "Why it is lost, refused or "
                                                                                    "failed."})  # fmt: skip
     version = fields.String(required=True)
+    step = fields.Integer(allow_none=True, required=True, metadata={"description": "Steps done of its task."})
+    steps = fields.Integer(allow_none=True, required=True, metadata={"description": "Steps its task runs."})

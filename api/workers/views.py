@@ -6,7 +6,7 @@ import dataclasses
 
 from flask.views import MethodView
 
-from api.context import service
+from api.context import caller, service
 from api.smorest import ApiBlueprint
 from api.workers.schemas import WorkerSchema
 
@@ -18,5 +18,6 @@ class Workers(MethodView):
     @blp.response(200, WorkerSchema(many=True))
     def get(self):
         """Every worker: this server's own and those on other machines (`--broker`): state, loaded models, the
-        task it renders, images done, learned speed, last heartbeat; lost and refused ones with why."""
-        return [dataclasses.asdict(worker) | {"warm": list(worker.warm)} for worker in service().workers()]
+        task it renders and its progress, images done, learned speed, last heartbeat; lost and refused ones with
+        why. To a user key, another key's task has no id here (its progress shows)."""
+        return [dataclasses.asdict(worker) | {"warm": list(worker.warm)} for worker in service().workers(caller())]

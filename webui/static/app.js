@@ -1549,6 +1549,7 @@ async function refreshQueue() {
   const tasks = await response.json();
   const total = Number(response.headers.get("X-Total-Count") ?? tasks.length);
   renderQueue(tasks, total);
+  scheduler.add("workers", refreshWorkers, 0); // the workers panel follows the queue panel's every refresh
   // The listing is also fresh news about our own waiting cards: no need to ask for them one by one soon.
   for (const task of tasks) {
     const card = cards.get(task.task_id);
@@ -1574,11 +1575,17 @@ function renderQueue(tasks, total) {
   $("queue-empty").hidden = tasks.length > 0;
   $("queue-table").hidden = tasks.length === 0;
   const rows = tasks.map((task) => {
-    const mine = cards.has(task.task_id);
+    // Another API key's task (the server decides whose is whose): where it stands and what it costs, no more.
+    const other = Boolean(task.anonymous);
+    const mine = !other && cards.has(task.task_id);
     const progress = task.progress;
     const steps = task.status === "running" && progress ? `${progress.step}/${progress.steps}` : String(task.steps);
     const where = task.status === "running" ? "▶" : String((task.pos ?? 0) + 1);
-    const who = mine ? element("span", { class: "tag", text: "you" }) : "";
+    const who = mine
+      ? element("span", { class: "tag", text: "you" })
+      : other
+        ? element("span", { class: "tag tag-other", text: "other", title: "another API key's task" })
+        : "";
     // A running task whose model is being loaded for it is "loading" (a waiting one waits, then loads).
     const state = task.loading_model && task.status === "running" ? "loading" : task.status;
     const status = element("td", {}, [element("span", { class: `state state-${state}`, text: state }), " ", who]);
@@ -1587,7 +1594,7 @@ function renderQueue(tasks, total) {
       text: task.model || "",
       title: task.loading_model ? `${task.model}: loading ${task.loading_model}…` : task.model || "",
     });
-    const row = element("tr", { class: mine ? "mine" : "" }, [
+    const row = element("tr", { class: mine ? "mine" : other ? "other" : "" }, [
       element("td", { text: where }),
       status,
       modelCell,
@@ -1595,10 +1602,74 @@ function renderQueue(tasks, total) {
       element("td", { text: steps }),
       element("td", { text: `~${formatSeconds(task.wait_remaining)}` }),
     ]);
-    row.title = mine ? `Yours: ${task.prompt}` : "";
+    row.title = mine ? `Yours: ${task.prompt}` : other ? "Another API key's task: only where it stands is shown" : "";
     return row;
   });
   $("queue-body").replaceChildren(...rows);
+}
+
+// -- the workers panel: who renders, with which model, how far (GET /api/workers) --------------------------------
+// Refreshed right after every queue refresh, as its own request (the scheduler keeps the pace).
+
+const WORKER_STATE = {
+  ready: "ready",
+  busy: "rendering",
+  loading: "loading",
+  starting: "starting",
+  joining: "joining",
+  lost: "lost",
+  refused: "refused",
+  failed: "failed",
+};
+
+async function refreshWorkers() {
+  if (document.hidden) return null;
+  let workers;
+  try {
+    workers = await api.request("api/workers");
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      $("workers-panel").hidden = true; // an older server: no such listing
+      return null;
+    }
+    throw error;
+  }
+  renderWorkers(workers);
+  return null;
+}
+
+function workerTask(worker) {
+  if (worker.steps === null || worker.steps === undefined) {
+    if (worker.loading) return element("span", { class: "hint", text: `loading ${worker.loading}…` });
+    return element("span", { class: "hint", text: worker.error || "idle" });
+  }
+  const whose = worker.task_id === null ? "another key's task" : cards.has(worker.task_id) ? "your task" : "a task";
+  const bar = element("progress", { class: "worker-progress", max: String(worker.steps), value: String(worker.step) });
+  bar.setAttribute("aria-label", `${worker.name}: step ${worker.step} of ${worker.steps}`);
+  return element("span", { class: "worker-task" }, [
+    bar,
+    element("span", { text: ` ${worker.step}/${worker.steps} · ${whose}` }),
+  ]);
+}
+
+function renderWorkers(workers) {
+  $("workers-panel").hidden = false;
+  $("workers-empty").hidden = workers.length > 0;
+  const ready = workers.filter((worker) => ["ready", "busy", "loading"].includes(worker.state)).length;
+  $("workers-summary").textContent = workers.length ? `${ready} of ${workers.length} working` : "";
+  const items = workers.map((worker) => {
+    const state = WORKER_STATE[worker.state] || worker.state;
+    const model = worker.warm.length ? worker.warm.join(", ") : "no model loaded";
+    return element("li", { class: "worker", "data-state": worker.state }, [
+      element("div", { class: "worker-head" }, [
+        element("strong", { class: "worker-name", text: worker.name }),
+        element("span", { class: `state state-${worker.state}`, text: state }),
+      ]),
+      element("div", { class: "worker-model hint", text: model, title: worker.remote ? `on ${worker.host}` : "this server" }),
+      workerTask(worker),
+    ]);
+  });
+  $("workers-list").replaceChildren(...items);
 }
 
 // -- the form ----------------------------------------------------------------------------------------------------
