@@ -21,6 +21,7 @@ from core.errors import (
     EngineUnavailable,
     ImageNotAvailable,
     InvalidRequest,
+    NotPermitted,
     QueueError,
     QueueFull,
     StorageUnavailable,
@@ -38,6 +39,7 @@ DOMAIN_STATUS: dict[type[QueueError], int] = {
     QueueFull: 429,
     EngineUnavailable: 503,
     StorageUnavailable: 503,
+    NotPermitted: 403,
 }
 
 

@@ -42,5 +42,9 @@ class EngineUnavailable(QueueError):
     """The engine could not be loaded; new work is refused with the reason and how to fix it."""
 
 
+class NotPermitted(QueueError):
+    """The caller's key may not do this (a user key changing what every client gets)."""
+
+
 class StorageUnavailable(QueueError):
     """The data directory cannot be read or written right now (disk full, unmounted, replaced)."""

@@ -294,6 +294,11 @@ def may_see(caller: Caller, owner: str) -> bool:
     return visible is None or visible == owner
 
 
+def may_manage_server(caller: Caller) -> bool:
+    """Whether a caller may change what every client gets (the default model): an admin only."""
+    return caller.admin
+
+
 def random_seed() -> int:
     return secrets.randbelow(MAX_SEED + 1)
 

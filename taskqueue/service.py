@@ -20,6 +20,7 @@ from core.errors import (
     EngineUnavailable,
     ImageNotAvailable,
     InvalidRequest,
+    NotPermitted,
     QueueFull,
     StorageUnavailable,
     TaskNotFound,
@@ -498,9 +499,16 @@ class TaskService:
         model = self._parts.catalog.find(name)
         return model if model is not None and model.name in self._parts.catalog.offered else None
 
-    def load_model(self, name: str, quantize: int | None = None, timeout: float = 1800.0) -> Variant:
+    def load_model(
+        self, name: str, quantize: int | None = None, timeout: float = 1800.0, caller: Caller = ANYONE
+    ) -> Variant:
         """Make a model the default for tasks that name none, and wait until it is loaded (as the original's
-        POST /api/load did); raises InvalidRequest for a model not offered, EngineUnavailable if it fails."""
+        POST /api/load did); raises InvalidRequest for a model not offered, EngineUnavailable if it fails,
+        NotPermitted for a user key (the default is every client's)."""
+        if not rules.may_manage_server(caller):
+            raise NotPermitted(
+                "Only an admin key may change the server's default model; name the model in each request instead."
+            )
         model, variant = self._variant_for(GenerationRequest(prompt="-", model=name, quantize=quantize))
         if problems := rules.request_problems(GenerationRequest(prompt="-", quantize=quantize), self.limits):
             raise InvalidRequest(problems)

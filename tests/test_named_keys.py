@@ -295,3 +295,11 @@ def test_keys_file_with_a_problem_stops_the_server_at_start(server_factory, tmp_
     with pytest.raises(RuntimeError, match="key 'eve': 'key' must be a secret of at least 16 characters"):
         server.start(wait_ready=False)
     assert server.process.returncode == 2 and "tooshort-42" not in server.log_text()  # no secret in the log
+
+
+def test_only_an_admin_key_changes_the_default_model_everyone_gets(server, alice, ops):
+    refused = alice.post("/api/load", json={"model": "demo-fast"})
+    assert refused.status_code == 403 and "admin key" in refused.json()["message"]
+    options = alice.post("/sdapi/v1/options", json={"sd_model_checkpoint": "demo-fast"})
+    assert options.status_code == 403 and "admin key" in str(options.json())
+    assert ops.post("/api/load", json={"model": "demo"}).status_code == 200

@@ -140,7 +140,7 @@ class Options(MethodView):
                 raise InvalidRequest({"sd_model_checkpoint": [_unknown_checkpoint(wanted)]})
             if model.name != service().default_variant.model:
                 with held_requests().hold():
-                    service().load_model(model.name)
+                    service().load_model(model.name, caller=caller())
         return _json_null()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify
 from flask.views import MethodView
 
-from api.context import service
+from api.context import caller, service
 from api.errors import ErrorSchema
 from api.models.schemas import (
     ListArgsSchema,
@@ -100,7 +100,7 @@ class Load(MethodView):
         """Make a model the default for tasks that name none; answers once it is loaded, as the original did."""
         tasks = service()
         with held_requests().hold():
-            variant = tasks.load_model(body["model"], body["quantize"])
+            variant = tasks.load_model(body["model"], body["quantize"], caller=caller())
         return {
             "model": variant.model,
             "quantize": variant.quantize,
