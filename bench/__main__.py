@@ -13,7 +13,17 @@ import traceback
 from datetime import datetime
 from pathlib import Path
 
-from bench import forecast_accuracy, idle_gap, mac_mflux, model_switching, polling_load, queue_scale, scale_out, soak
+from bench import (
+    api_memory,
+    forecast_accuracy,
+    idle_gap,
+    mac_mflux,
+    model_switching,
+    polling_load,
+    queue_scale,
+    scale_out,
+    soak,
+)
 from bench.machine import this_machine
 from bench.report import ROOT, Section, Verdict, document
 
@@ -25,6 +35,7 @@ BENCHMARKS = {
     "mac_mflux": lambda: mac_mflux.run(mac_mflux.Config(dry_run=True)),
     "model_switching": lambda: model_switching.run(),
     "scale_out": lambda: scale_out.run(),
+    "api_memory": lambda: api_memory.run(),
 }
 
 INTRO = """

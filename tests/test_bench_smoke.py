@@ -11,7 +11,16 @@ import shutil
 
 import pytest
 
-from bench import forecast_accuracy, idle_gap, mac_mflux, model_switching, polling_load, queue_scale, scale_out
+from bench import (
+    api_memory,
+    forecast_accuracy,
+    idle_gap,
+    mac_mflux,
+    model_switching,
+    polling_load,
+    queue_scale,
+    scale_out,
+)
 from bench.report import Section
 from harness.remote import REDIS_MISSING
 
@@ -128,3 +137,10 @@ def test_scale_out():
     assert chaos["submitted"] == config.chaos_tasks and chaos["lost"] == 0 and chaos["duplicated"] == 0
     assert chaos["done"] + chaos["failed"] == chaos["submitted"]
     assert data["forecast"]["tasks"] == config.forecast_tasks - 12
+
+
+def test_api_memory():
+    section = api_memory.run(api_memory.Config(tasks=120, clients=4, sample_every=40))
+    assert_reported(section)
+    samples = section.data["samples"]
+    assert len(samples) == 2 and all(len(arm) >= 3 and all(mb > 0 for _, mb in arm) for arm in samples.values())
