@@ -28,7 +28,7 @@ from api.config import DefaultConfig
 from api.context import EXTENSION
 from api.fast_status import StatusFastPath
 from api.public_url import PublicHost
-from api.smorest import JsonApi
+from api.smorest import BoundedJsonProvider, JsonApi
 from taskqueue.service import TaskService
 
 # One sub-package (or module) per resource or imitated API, each with `init_app(app, api)`.
@@ -41,6 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, service: TaskService)
     app.config.from_prefixed_env("MFLUX_SERVER")
     if config:
         app.config.update(config)
+    app.json = BoundedJsonProvider(app)
     app.json.sort_keys = False
     app.extensions[EXTENSION] = service
 

@@ -17,6 +17,25 @@ from core.tasks import ImageFormat
 MAX_DIGITS = 40
 
 
+class TooLongNumber:
+    """An integer literal of more digits than Python reads: kept in its place, so that the field it was sent
+    in refuses it by name ("Not a valid integer.") and a field nobody reads ignores it, as any other value."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __int__(self) -> int:
+        raise ValueError(f"an integer of {self.digits} digits")
+
+    __index__ = __int__
+
+    def __float__(self) -> float:
+        raise ValueError(f"an integer of {self.digits} digits")
+
+    def __repr__(self) -> str:
+        return f"<an integer of {self.digits} digits>"
+
+
 class Seed(fields.Field):
     """An integer or a string of digits (the original server took strings); -1, "" or null mean random."""
 
@@ -25,6 +44,8 @@ class Seed(fields.Field):
             return None
         if isinstance(value, bool):
             raise ValidationError("Must be an integer or a string of digits.")
+        if isinstance(value, TooLongNumber):
+            raise ValidationError(f"Must be between 0 and {MAX_SEED}, or -1 for a random seed.")
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         # isdecimal, not isdigit: "²" is a digit that int() refuses (it was a 500); decimal digits are what int() reads

@@ -5,13 +5,36 @@ from __future__ import annotations
 
 import json
 
+from flask.json.provider import DefaultJSONProvider
 from flask_smorest import Api, Blueprint, abort
 from marshmallow import Schema
-from webargs.core import missing, parse_json
+from webargs.core import missing
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
 from api.errors import ErrorSchema, describe_validation_errors
+from api.fields import TooLongNumber
+
+JSON_MAX_DIGITS = 4300  # Python's own limit for turning an int into text: json.loads raised ValueError (a 500)
+
+
+def _integer(text: str) -> int | TooLongNumber:
+    return TooLongNumber(len(text)) if len(text) > JSON_MAX_DIGITS else int(text)
+
+
+def load_json(data: str | bytes) -> object:
+    """Every JSON body the server reads, through one parser (webargs' and Flask's `request.get_json`)."""
+    try:
+        return json.loads(data, parse_int=_integer)
+    except RecursionError:  # `[[[[…` 100 kB deep: Python's parser recurses, and this was a 500
+        raise json.JSONDecodeError("nested too deeply", "<body>", 0) from None
+
+
+class BoundedJsonProvider(DefaultJSONProvider):
+    """Flask's JSON, reading bodies with `load_json` (the A1111 and OpenAI edit views use `request.get_json`)."""
+
+    def loads(self, s: str | bytes, **kwargs) -> object:
+        return load_json(s)
 
 
 class LenientJsonParser(FlaskParser):
@@ -21,10 +44,7 @@ class LenientJsonParser(FlaskParser):
         data = req.get_data(cache=True)
         if not data:
             return missing
-        try:
-            return parse_json(data)
-        except RecursionError:  # `[[[[…` 100 kB deep: Python's parser recurses, and this was a 500
-            raise json.JSONDecodeError("nested too deeply", "<body>", 0) from None
+        return load_json(data)
 
     def _handle_invalid_json_error(self, error, req, *args, **kwargs):
         abort(400, message=f"Malformed JSON body: {error}", errors={"json": ["Malformed JSON body."]})

@@ -365,3 +365,43 @@ def test_after_all_that_the_canaries_are_intact_and_the_server_serves(busy):
     data = server.get("/api/image", params={"task_id": busy["waiting"]}).content
     assert read_metadata(data)["prompt"] == "canary waiting" and read_metadata(data)["seed"] == "12"
     assert not re.search(r"Traceback|Internal Server Error", server.log_text())
+
+
+# -- integers longer than Python reads ---------------------------------------------------------------------
+
+TOO_LONG = "9" * 5000  # beyond Python's 4,300-digit int-to-str limit: json.loads raised ValueError, a 500
+
+
+def test_integers_of_thousands_of_digits_are_refused_by_name_in_every_field_of_every_api(busy):
+    """Issue 14, item 3: such a number anywhere in a JSON body (even a field nobody reads) was a 500. In each
+    body field of every JSON operation the OpenAPI documents list, beside a prompt that is no string (so that
+    no call blocks on the busy engine): a 4xx in the API's shape that names the field, never a 5xx."""
+    server = busy["server"]
+    document = server.get("/openapi.json").json()
+    probed = 0
+    for path, operations in document["paths"].items():
+        properties = body_properties(document, operations.get("post", {}))
+        if "prompt" not in properties:
+            continue
+        for name in [*properties, "a_field_nobody_reads"]:
+            if name == "prompt":
+                continue
+            body = '{"prompt": 12345, "' + name + '": ' + TOO_LONG + "}"
+            response = server.post(path, data=body, headers={"Content-Type": "application/json"})
+            assert 400 <= response.status_code < 500, (path, name, response.status_code, response.text[:300])
+            text = response.text
+            assert "prompt" in text, (path, name, text[:300])
+            declared = properties.get(name, {})
+            if declared.get("type") in ("integer", "number", "string"):
+                assert name in text, (path, name, text[:300])
+            probed += 1
+    assert probed >= 60  # /api/generate, /v1 generations and edits, /sdapi txt2img and img2img
+
+
+@pytest.mark.parametrize(
+    ("path", "field"), [("/api/generate", "seed"), ("/v1/images/generations", "quality"), ("/api/generate", "steps")]
+)
+def test_digit_strings_of_thousands_of_digits_are_refused_by_name(busy, path, field):
+    server = busy["server"]
+    response = server.post(path, json={"prompt": 12345, field: TOO_LONG})
+    assert 400 <= response.status_code < 500 and field in response.text, response.text[:300]
