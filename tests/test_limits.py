@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 
 import pytest
 import requests
@@ -97,3 +98,37 @@ def test_cors_exposes_retry_after_to_browsers(server_factory):
     assert refused.status_code == 429
     assert "Retry-After" in refused.headers["Access-Control-Expose-Headers"]
     server.get("/api/clear")
+
+
+def burst(sessions: list[requests.Session], url: str) -> list[int]:
+    """Every session submits at the same moment; the status codes."""
+
+    gate, codes = threading.Barrier(len(sessions), timeout=30), []
+
+    def one(session: requests.Session) -> None:
+        gate.wait()
+        codes.append(submit(session, url).status_code)
+
+    threads = [threading.Thread(target=one, args=(session,)) for session in sessions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return codes
+
+
+def test_simultaneous_submissions_never_pass_the_caps(server_factory):
+    """Issue 14, item 8: 32 submissions at once got 19 past caps of 5 per client and 12 overall; the check and
+    the insert are one transaction now, so a burst fills the room exactly."""
+    server = server_factory("--max-waiting", "12", "--max-waiting-per-client", "5")
+    blocker = submit(client_at("127.0.0.1"), server.url, **BIG).json()["task_id"]
+    server.wait_status(blocker, "running")
+
+    one_client = [client_at("127.0.0.2") for _ in range(32)]
+    codes = burst(one_client, server.url)
+    assert sorted(set(codes)) == [200, 429] and codes.count(200) == 5
+
+    many_clients = [client_at(f"127.0.0.{10 + i}") for i in range(32)]
+    codes = burst(many_clients, server.url)
+    assert codes.count(200) == 12 - 5 and codes.count(429) == 32 - 7
+    assert server.get("/api/health").json()["waiting"] == 12
