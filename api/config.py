@@ -28,4 +28,5 @@ class DefaultConfig:
     MFLUX_API_KEYS = ()  # the named keys of --api-keys-file (core.keys.ApiKey)
     MFLUX_PUBLIC_URL = None  # the base of absolute links (--public-url); None: where the server listens
     MFLUX_MAX_HELD_REQUESTS = 12  # open event streams + blocking generation calls; server.py: --threads - 4
+    MFLUX_ADMITTED_REQUESTS = 2  # requests running the app's Python at once (api/slots.py); 0: no gate
     MFLUX_SSE_KEEPALIVE_SECONDS = 15.0

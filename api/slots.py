@@ -25,6 +25,57 @@ EXTENSION = "mflux_server.held_requests"
 RETRY_AFTER_SECONDS = 5
 
 
+class AdmissionGate:
+    """WSGI middleware: at most `permits` requests run the app's Python at once; the other threads wait here.
+
+    CPython's sqlite3 gives up the GIL for every column of every row it reads (a page of 50 tasks: ~1,300
+    times), and with 16 threads runnable each hand-off lets another thread in, which the request must then wait
+    out: a task page took 16-26 ms of wall time for 2-3 ms of CPU (notes in BENCHMARKS.md, benchmark 2). Two
+    at a time keep both cores busy without the convoy. Status polls never wait here (api/fast_status.py runs
+    before the gate), and a request that blocks for long (a blocking generation call, a model load) steps
+    aside while it waits (`HeldRequests.hold`); event streams run their bodies after the app has returned.
+    `permits` 0: no gate.
+    """
+
+    def __init__(self, permits: int) -> None:
+        self._app: Callable | None = None
+        self.permits = permits
+        self._gate = threading.Semaphore(permits) if permits > 0 else None
+        self._local = threading.local()
+
+    def around(self, wsgi_app: Callable) -> AdmissionGate:
+        self._app = wsgi_app
+        return self
+
+    def __call__(self, environ: dict, start_response: Callable) -> object:
+        if self._gate is None:
+            return self._app(environ, start_response)
+        self._gate.acquire()
+        self._local.admitted = True
+        try:
+            return self._app(environ, start_response)
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        if getattr(self._local, "admitted", False):
+            self._local.admitted = False
+            self._gate.release()
+
+    @contextmanager
+    def stepped_aside(self) -> Iterator[None]:
+        """Let other requests run while this one waits (for images, a model load); back in line afterwards."""
+        if self._gate is None or not getattr(self._local, "admitted", False):
+            yield
+            return
+        self._leave()
+        try:
+            yield
+        finally:
+            self._gate.acquire()
+            self._local.admitted = True
+
+
 class NoFreeSlot(Exception):
     """Every slot for long-held requests is taken; the message says what to do instead."""
 
@@ -38,8 +89,9 @@ class NoFreeSlot(Exception):
 
 
 class HeldRequests:
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, gate: AdmissionGate | None = None) -> None:
         self.limit = limit
+        self._admission = gate
         self._lock = threading.Lock()
         self._held = 0
 
@@ -62,14 +114,22 @@ class HeldRequests:
     def hold(self) -> Iterator[None]:
         self.acquire()
         try:
-            yield
+            if self._admission is None:
+                yield
+            else:
+                with self._admission.stepped_aside():
+                    yield
         finally:
             self.release()
 
 
-def init_app(app: Flask) -> None:
-    app.extensions[EXTENSION] = HeldRequests(max(1, int(app.config["MFLUX_MAX_HELD_REQUESTS"])))
+def init_app(app: Flask) -> AdmissionGate:
+    """Install the held-request slots and the admission gate; returns the gate, for `create_app` to wrap the
+    app in (inside the status fast path)."""
+    gate = AdmissionGate(int(app.config["MFLUX_ADMITTED_REQUESTS"]))
+    app.extensions[EXTENSION] = HeldRequests(max(1, int(app.config["MFLUX_MAX_HELD_REQUESTS"])), gate)
     app.register_error_handler(NoFreeSlot, _no_free_slot)
+    return gate
 
 
 def _no_free_slot(error: NoFreeSlot):

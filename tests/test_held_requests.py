@@ -135,3 +135,28 @@ def test_a_blocking_call_and_an_event_stream_share_the_slots(server_factory):
         what="the stream's slot to be released",
     )
     assert served.status_code == 200 and len(served.json()["data"]) == 1
+
+
+def test_blocking_calls_do_not_keep_the_admission_gate_from_short_requests(server_factory):
+    """Two requests at a time run the app (api/slots.py, AdmissionGate). A blocking call steps aside while it
+    waits: three of them waiting for their images, and a model load, leave the gate to the short requests."""
+    server = server_factory(demo_speed=1)
+    calls = [
+        in_background(
+            requests.post, server.url + "/v1/images/generations", json={**LONG_OPENAI, "prompt": f"w{i}"}, timeout=120
+        )
+        for i in range(3)
+    ]
+    wait_for(lambda: all(tasks_with(server, f"w{i}") for i in range(3)), 30, what="the three blocking calls' tasks")
+    loading = in_background(requests.post, server.url + "/api/load", json={"model": "demo-fast"}, timeout=120)
+    try:
+        started = time.monotonic()
+        for _ in range(3):
+            assert server.get("/api/tasks", timeout=10).status_code == 200
+            assert server.get("/api/info", timeout=10).status_code == 200
+            assert server.post("/api/generate", json={"prompt": "short", "width": 64, "height": 64}).status_code == 200
+        assert time.monotonic() - started < 10
+    finally:
+        server.get("/api/clear")
+    assert all(call.result(timeout=60).status_code == 409 for call in calls)  # cancelled by the clear
+    assert loading.result(timeout=120).status_code in (200, 503)
