@@ -287,14 +287,36 @@ class Forecaster:
         self._persist = persist
         self._persist_load = persist_load
         self.encode = EncodeRates()
+        # `costs` per (worker, model) until something is learned: a plan of 10,000 tasks asks for them 10,000
+        # times, and working them out (borrowing, scaling, the machine factor) each time made a priority
+        # submission to a long queue take 0.2 s. The generation tells a stale answer from a current one.
+        self._memo: dict[tuple[str, str], ModelCosts] = {}
+        self._generation = 0
+
+    def _learned_something(self) -> None:
+        """Call holding the lock, after any change to what `costs` reads."""
+        self._generation += 1
+        self._memo = {}
 
     def add_prior(self, key: str, prior: Prior) -> None:
         """A cost key (a model at a quantization) the catalog describes; call before forecasting for it."""
         with self._lock:
             self._priors.setdefault(key, prior)
+            self._learned_something()
 
     def costs(self, key: str, worker: str = LOCAL) -> ModelCosts:
         """The model's costs on this worker: learned there, or borrowed (see the class), or the prior."""
+        found = self._memo.get((worker, key))
+        if found is not None:
+            return found
+        generation = self._generation
+        costs = self._work_out_costs(key, worker)
+        with self._lock:
+            if generation == self._generation:  # nothing was learned meanwhile: still the current answer
+                self._memo[(worker, key)] = costs
+        return costs
+
+    def _work_out_costs(self, key: str, worker: str) -> ModelCosts:
         learned = self._learned.get((worker, key))
         if learned is None:
             learned = self._borrowed(key, worker)
@@ -321,6 +343,7 @@ class Forecaster:
         with self._lock:
             self._history[pair].append(timing)
             self._learned[pair] = self._fit(*pair)
+            self._learned_something()
         if self._persist is not None:
             self._persist(timing)
 
@@ -333,6 +356,7 @@ class Forecaster:
             self._loads[pair] = seconds if old is None else old + LOAD_SMOOTHING * (seconds - old)
             if pair in self._learned:
                 self._learned[pair] = replace(self._learned[pair], load=self._loads[pair])
+            self._learned_something()
         if self._persist_load is not None:
             self._persist_load(key, seconds, worker)
 

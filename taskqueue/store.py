@@ -8,6 +8,7 @@ orders every write.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sqlite3
@@ -751,6 +752,7 @@ def _variant_json(variant: Variant) -> str:
     })  # fmt: skip
 
 
+@functools.lru_cache(maxsize=256)  # a queue holds few variants; a plan reads each of its 10,000 rows
 def _variant(text: str, model: str) -> Variant:
     spec = json.loads(text or "{}")
     loras = tuple(Lora(item["name"], item["path"], item["scale"]) for item in spec.get("loras", ()))
