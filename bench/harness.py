@@ -59,7 +59,8 @@ class Api:
 
     def status(self, task_id: str) -> dict:
         response = self.session.get(self.url + "/api/status", params={"task_id": task_id}, timeout=self.timeout)
-        response.raise_for_status()
+        if response.status_code != 410:  # 410: failed or cancelled, with the task's status in the body
+            response.raise_for_status()
         return response.json()
 
     def tasks(self, statuses: Sequence[str] = (), limit: int = 1000, offset: int = 0) -> tuple[list[dict], int]:

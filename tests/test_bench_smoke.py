@@ -21,6 +21,7 @@ from bench import (
     queue_scale,
     scale_out,
 )
+from bench.harness import Api, running_server
 from bench.report import Section
 from harness.remote import REDIS_MISSING
 
@@ -144,3 +145,13 @@ def test_api_memory():
     assert_reported(section)
     samples = section.data["samples"]
     assert len(samples) == 2 and all(len(arm) >= 3 and all(mb > 0 for _, mb in arm) for arm in samples.values())
+
+
+def test_the_benchmarks_client_reads_a_cancelled_tasks_status():
+    """Failed and cancelled tasks answer 410 (the original's clients stop on it); the benchmarks' client raised
+    on it, and the forecast benchmark waited out its timeout for a cancelled task it could never see end."""
+    with running_server(demo_speed=1.0) as server:
+        api = Api(server.url)
+        task_id = api.generate({"prompt": "cancelled", "width": 1024, "height": 1024, "steps": 50})["task_id"]
+        server.get("/api/cancel", params={"task_id": task_id})
+        assert api.status(task_id)["status"] == "cancelled"
