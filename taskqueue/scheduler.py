@@ -305,9 +305,7 @@ class Scheduler:
         try:
             self._dispatch()
         except sqlite3.OperationalError as error:
-            if self.storage_error is None:
-                log.error("cannot give out the next task: %s; retrying", error)
-            self.storage_error = str(error)
+            self.storage_failed(error, "give out the next task")
 
     def _dispatch(self) -> None:
         changed = False
@@ -450,16 +448,13 @@ class Scheduler:
     def _defer(self, message: FromWorker, worker: str, error: Exception) -> None:
         with self._deferred_lock:
             self._deferred.appendleft((message, worker))
-            first = self.storage_error is None
-            self.storage_error = str(error)
-        if first:
-            log.error("cannot record the worker's %s: %s; retrying until the data directory takes it",
-                      type(message).__name__, error)  # fmt: skip
+        self.storage_failed(error, f"record the worker's {type(message).__name__}")
 
-    def storage_failed(self, error: Exception) -> None:
-        """A write the API made was refused by the store: health says so until `retry_deferred` sees one work."""
+    def storage_failed(self, error: Exception, what: str) -> None:
+        """A write was refused by the store (the worker's messages, a claim, or the API's): logged the first time,
+        and health says so until `retry_deferred` sees one work."""
         if self.storage_error is None:
-            log.error("the data directory cannot be written: %s", error)
+            log.error("cannot %s: %s; retrying each second until the data directory takes writes", what, error)
         self.storage_error = str(error)
 
     def retry_deferred(self) -> None:
@@ -481,7 +476,7 @@ class Scheduler:
             self._dispatch()
             self._store.check_writable()  # an empty queue writes nothing: prove that the store takes writes
         except sqlite3.OperationalError as error:
-            self.storage_error = str(error)
+            self.storage_failed(error, "give out the next task")
             return
         log.info("the data directory takes writes again; the queue moves on")
         self.storage_error = None

@@ -197,7 +197,7 @@ class TaskService:
         try:
             yield
         except sqlite3.OperationalError as error:
-            self._parts.scheduler.storage_failed(error)
+            self._parts.scheduler.storage_failed(error, what)
             raise StorageUnavailable(
                 f"The server cannot {what} now: its data directory cannot be written ({error}). Free space on "
                 "it or make it writable again; the server carries on by itself once it can."
