@@ -94,10 +94,10 @@ def run(config: Config = Config()) -> Section:
         notes.append(
             f"Medians: POST {milliseconds(submits.p50)}, status {milliseconds(status.p50)}, page of {config.page} "
             f"{milliseconds(page_summary.p50)}. These are one client's sequential requests (everything else on the "
-            f"machine used {others} of its 2 cores on average during (a)). The submissions' tail is the 5 % that "
-            "are priority tasks: each one plans the whole queue again, since with model grouping and several "
-            "workers a task that goes ahead of the others changes more than their start times, and that plan "
-            "costs about a tenth of a second at 10,000 waiting. A normal task extends the plan in place. A page "
+            f"machine used {others} of its 2 cores on average during (a)). A submission extends the queue's plan in "
+            "place (a priority task goes in behind the other priority tasks and moves everyone behind it by its "
+            "time); one that grouping by model or several workers could place elsewhere has the whole queue "
+            "planned again, about a tenth of a second at 10,000 waiting. A page "
             f"costs more than a status: {config.page} rows read, forecast and serialized, and `offset` walks the "
             "queue's index from its head."
         )

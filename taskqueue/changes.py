@@ -6,9 +6,10 @@ import threading
 
 
 class ChangeFeed:
-    """`version` counts every change. `others_version` leaves out a normal task joining the end of the queue,
-    which changes nothing known about any other task: what the status memo keeps is keyed on it, so that
-    polling stays cheap while clients keep submitting.
+    """`version` counts every change. `others_version` leaves out new tasks joining the queue, which change no
+    other task's record: what the status memo keeps is keyed on it, so that polling stays cheap while clients
+    keep submitting. (Where the new tasks go in the memo's plan, and so everyone's wait, their own views put
+    them: `WaitTimes` adds them to the plan or has it made again.)
     """
 
     def __init__(self) -> None:
@@ -16,10 +17,10 @@ class ChangeFeed:
         self.version = 0
         self.others_version = 0
 
-    def changed(self, *, joined_end: bool = False) -> None:
+    def changed(self, *, joined: bool = False) -> None:
         with self._condition:
             self.version += 1
-            if not joined_end:
+            if not joined:
                 self.others_version += 1
             self._condition.notify_all()
 

@@ -114,14 +114,35 @@ class Planned:
 
 @dataclass
 class Plan:
+    """Where every waiting task goes. A priority task joining it goes in with `extend`; the normal tasks behind
+    it then start `shift` seconds and places later than their entries say (moving each would cost as much as
+    planning again; one tuple, so a reader never sees the seconds without the places)."""
+
     entries: dict[str, Planned]
     order: list[str]
     tails: dict[str, _LaneState]  # where each lane ends, for tasks that join the end of the queue
     busy: dict[str, bool]
     variants: set[str] = field(default_factory=set)  # every variant planned for or warm in a lane
+    tasks: dict[str, Queued] = field(default_factory=dict)
+    priority_end: _LaneState | None = None  # one lane only: where it is when its priority tasks are done
+    priorities: int = 0  # the priority tasks `order` starts with
+    shift: tuple[float, int] = (0.0, 0)
 
     def get(self, task_id: str) -> Planned | None:
-        return self.entries.get(task_id)
+        entry = self.entries.get(task_id)
+        seconds, places = self.shift
+        if entry is None or not places or self.tasks[task_id].priority:
+            return entry
+        return Planned(entry.lane, entry.position + places, entry.start + seconds, entry.end + seconds, entry.switch)
+
+    def _add(self, task: Queued, planned: Planned) -> None:
+        """A normal task at the end (its entry kept in the terms of the tasks planned before any shift)."""
+        seconds, places = self.shift
+        self.entries[task.id] = Planned(planned.lane, planned.position - places, planned.start - seconds,
+                                        planned.end - seconds, planned.switch)  # fmt: skip
+        self.order.append(task.id)
+        self.tasks[task.id] = task
+        self.variants.add(task.variant)
 
 
 @dataclass
@@ -141,6 +162,10 @@ class _LaneState:
     def clock(self) -> float:
         return self.offset + self.at
 
+    def copy(self) -> _LaneState:
+        prompts = {variant: list(keys) for variant, keys in self.prompts.items()}
+        return dataclasses.replace(self, warm=list(self.warm), prompts=prompts, fresh=set(self.fresh))
+
 
 PROMPT_MEMORY = 8  # prompts a model's cache holds (mflux-server bounds it: worker/engines/mflux/model.py)
 
@@ -154,16 +179,27 @@ def plan(queue: list[Queued], lanes: list[Lane], costs: Costs, fairness: Fairnes
     remaining = _Remaining(queue)
     entries: dict[str, Planned] = {}
     order: list[str] = []
+    priorities, priority_end = 0, None
     while remaining:
-        choice = None
-        for state in sorted(states, key=_LaneState.clock):  # the first free worker that can run something
-            cost = lambda t, s=state: _seconds(t, s, costs, switch=False)  # noqa: E731
-            choice = pick(remaining, state.warm, fairness, cost, state.can_run)
-            if choice is not None:
+        # The first free worker that can run something takes its pick; of several free at once, the one the
+        # scheduler would choose.
+        choices: list[tuple[_LaneState, Choice]] = []
+        for state in sorted(states, key=_LaneState.clock):
+            if choices and state.clock() > choices[0][0].clock() + SAME_MOMENT:
                 break
-        if choice is None:
+            cost = lambda t, s=state: _seconds(t, s, costs, switch=False)  # noqa: E731
+            if (found := pick(remaining, state.warm, fairness, cost, state.can_run)) is not None:
+                choices.append((state, found))
+        if not choices:
             break
+        if len(choices) > 1:
+            choices.sort(key=lambda c: _preference(c[1].task, c[0], costs))
+        state, choice = choices[0]
         task = choice.task
+        if task.priority:
+            priorities += 1
+        elif priority_end is None and len(states) == 1:
+            priority_end = state.copy()
         switch = task.variant not in state.warm
         remaining.take(task, choice.overtakes, _seconds(task, state, costs, switch) if choice.overtakes else 0.0)
         start = state.at + (costs.load_seconds(task.variant, task.cost_key, state.name) if switch else 0.0)
@@ -172,30 +208,105 @@ def plan(queue: list[Queued], lanes: list[Lane], costs: Costs, fairness: Fairnes
         order.append(task.id)
         _advance(state, task, switch, end)
     variants = {task.variant for task in queue} | {variant for lane in lanes for variant in lane.warm}
-    return Plan(entries, order, {s.name: s for s in states}, {lane.name: lane.busy for lane in lanes}, variants)
+    if priority_end is None and len(states) == 1:
+        priority_end = states[0].copy()
+    return Plan(entries, order, {s.name: s for s in states}, {lane.name: lane.busy for lane in lanes}, variants,
+                {task.id: task for task in queue}, priority_end, priorities)  # fmt: skip
 
 
 def extend(existing: Plan, tasks: Iterable[Queued], costs: Costs) -> bool:
-    """Add tasks that joined the end of the queue behind everything planned, if that is where `plan` would put
-    them: normal tasks of the one variant everything planned uses (grouping cannot move them ahead). False,
-    with the plan unchanged from that task on, when one could go further forward: plan again."""
+    """Add tasks that joined the queue since it was planned, if that changes nobody's turn but theirs: normal
+    tasks at the end, priority tasks after the priority tasks, of the one variant everything planned uses
+    (grouping cannot move them ahead). False, with the plan unchanged from that task on, when it takes more:
+    plan again."""
     for task in tasks:
         if task.id in existing.entries:
             continue
-        if task.priority or not existing.variants <= {task.variant}:
+        if not existing.variants <= {task.variant}:
             return False
+        if task.priority:
+            if not _join_priority(existing, task, costs):
+                return False
+            continue
         capable = [tail for tail in existing.tails.values() if tail.can_run(task)]
         if len(capable) != len(existing.tails):
             return False  # not every worker could take it: where it goes is the plan's to say
-        state = min(capable, key=_LaneState.clock)
+        first = min(capable, key=_LaneState.clock)
+        free = [tail for tail in capable if tail.clock() <= first.clock() + SAME_MOMENT]
+        state = min(free, key=lambda tail: _preference(task, tail, costs)) if len(free) > 1 else first
         switch = task.variant not in state.warm
         start = state.at + (costs.load_seconds(task.variant, task.cost_key, state.name) if switch else 0.0)
         end = start + _seconds(task, state, costs, switch)
-        existing.entries[task.id] = Planned(state.name, len(existing.order), start, end, switch)
-        existing.order.append(task.id)
-        existing.variants.add(task.variant)
+        existing._add(task, Planned(state.name, len(existing.order), start, end, switch))
         _advance(state, task, switch, end)
     return True
+
+
+def _join_priority(existing: Plan, task: Queued, costs: Costs) -> bool:
+    """Put a priority task after the plan's priority tasks, on its one lane, and every normal task one task's time
+    later; if the lane holds the task's variant, warm, and the normal tasks find their prompts cached as before."""
+    boundary = existing.priority_end
+    if boundary is None or not boundary.can_run(task) or task.variant not in boundary.warm:
+        return False
+    if task.variant in boundary.fresh:
+        return False  # the first image after a load is slower: it would move from a normal task to this one
+    seconds = _seconds(task, boundary, costs, switch=False)
+    joined = boundary.copy()
+    _advance(joined, task, False, boundary.at + seconds)
+    behind = (existing.tasks[task_id] for task_id in existing.order[existing.priorities :])
+    prompts = _prompts_behind(boundary.prompts.get(task.variant, []), joined.prompts[task.variant], behind)
+    if prompts is None:
+        return False
+    existing.entries[task.id] = Planned(boundary.name, existing.priorities, boundary.at, boundary.at + seconds, False)
+    existing.order.insert(existing.priorities, task.id)
+    existing.tasks[task.id] = task
+    existing.priorities += 1
+    if len(existing.order) == existing.priorities:  # nothing behind: the lane ends where the task does
+        existing.tails[boundary.name] = joined.copy()
+    else:
+        tail = existing.tails[boundary.name]
+        tail.at += seconds
+        if prompts is not _UNCHANGED:
+            tail.prompts[task.variant] = prompts
+        existing.shift = (existing.shift[0] + seconds, existing.shift[1] + 1)
+    existing.priority_end = joined
+    return True
+
+
+_UNCHANGED: list[str] = []  # the prompts behind end as they did
+
+
+def _prompts_behind(before: list[str], after: list[str], behind: Iterable[Queued], most: int = 512) -> list[str] | None:
+    """Whether the tasks `behind` (one variant) find their prompts cached just as they did when their lane held
+    the recent prompts `before`, now that it holds `after`: the lane's recent prompts at their end (`_UNCHANGED`
+    once the two agree again), or None when some task would be planned otherwise, or when that takes more than
+    `most` tasks to tell (to plan again costs about that much)."""
+    before, after = list(before), list(after)
+    for count, task in enumerate(behind):
+        if before == after:
+            return _UNCHANGED
+        if count == most or (task.prompt_key in before) != (task.prompt_key in after):
+            return None
+        _remember(before, task.prompt_key)
+        _remember(after, task.prompt_key)
+    return _UNCHANGED if before == after else after
+
+
+SAME_MOMENT = 1e-9  # seconds: lanes free this close together are free at once (idle ones, mostly)
+
+
+def preference(task: Queued, switch: bool, seconds: float) -> tuple[bool, int, bool, float]:
+    """How the scheduler ranks what each free worker would take (lowest first): the task first in queue order,
+    then one that needs no load, then the worker that is done soonest (`seconds`: the task's, and its load)."""
+    return (not task.priority, task.seq, switch, seconds)
+
+
+def _preference(task: Queued, state: _LaneState, costs: Costs) -> tuple[bool, int, bool, float]:
+    switch = task.variant not in state.warm
+    seconds = costs.task_seconds(task, False, False, state.name)  # as the scheduler counts it, which knows no more
+    if switch:
+        seconds += costs.load_seconds(task.variant, task.cost_key, state.name)
+    return preference(task, switch, seconds)
 
 
 def _start(lane: Lane) -> _LaneState:
@@ -222,12 +333,15 @@ def _advance(state: _LaneState, task: Queued, switch: bool, end: float) -> None:
         state.warm.remove(task.variant)
         state.warm.append(task.variant)
     state.fresh.discard(task.variant)
-    recent = state.prompts.setdefault(task.variant, [])
-    if task.prompt_key in recent:
-        recent.remove(task.prompt_key)
-    recent.append(task.prompt_key)
-    del recent[:-PROMPT_MEMORY]
+    _remember(state.prompts.setdefault(task.variant, []), task.prompt_key)
     state.at = end
+
+
+def _remember(recent: list[str], prompt_key: str) -> None:
+    if prompt_key in recent:
+        recent.remove(prompt_key)
+    recent.append(prompt_key)
+    del recent[:-PROMPT_MEMORY]
 
 
 class _Remaining:

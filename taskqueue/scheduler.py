@@ -31,7 +31,7 @@ from taskqueue.forecast import LOCAL, Forecaster, Timing
 from taskqueue.images import ImageFiles
 from taskqueue.inputs import InputFiles
 from taskqueue.metrics import QueueMetrics
-from taskqueue.planner import PROMPT_MEMORY, Fairness, Queued, pick
+from taskqueue.planner import PROMPT_MEMORY, Fairness, Queued, pick, preference
 from taskqueue.store import TaskStore, prompt_key
 from worker.protocol import (
     Cancel,
@@ -320,7 +320,6 @@ class Scheduler:
                 queue = list(queue_reader)
             finally:
                 queue_reader.close()  # it reads lazily: let go of the read before writing the claim
-            order = {task.id: index for index, task in enumerate(queue)}
             taken: set[str] = set()
             while free and len(taken) < len(queue):
                 best = None
@@ -335,7 +334,7 @@ class Scheduler:
                         continue
                     switch = choice.task.variant not in state.warm_or_loading
                     finish = self._seconds(choice.task, name) + (self._load(choice.task, name) if switch else 0.0)
-                    score = (order[choice.task.id], switch, finish)
+                    score = preference(choice.task, switch, finish)  # the plan ranks free workers alike
                     if best is None or score < best[0]:
                         best = (score, name, choice)
                 if best is None:

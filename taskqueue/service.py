@@ -176,7 +176,7 @@ class TaskService:
         now = time.time()
         views = [self._waits.view(task, now) for task in tasks]
         self._parts.scheduler.dispatch()
-        self._parts.changes.changed(joined_end=self._joined_end(tasks))
+        self._parts.changes.changed(joined=True)  # their views, just made, put them in the plan
         return views
 
     def _check_input_room(self, size: int) -> None:
@@ -241,14 +241,6 @@ class TaskService:
                       caller.client, request.callback_url, task_id=new_task_id() if files else None,
                       owner=caller.owner)  # fmt: skip
         return new, files
-
-    def _joined_end(self, tasks: list[Task]) -> bool:
-        """True when the new tasks cannot change any other task's turn: normal tasks of the one variant all
-        waiting normal tasks need (so grouping by variant cannot put them ahead of anyone)."""
-        if any(task.priority for task in tasks):
-            return False
-        variants = {task.variant.key for task in tasks}
-        return len(variants) == 1 and self._store.waiting_variants(False) <= variants
 
     def _variant_for(self, request: GenerationRequest) -> tuple[ModelInfo, Variant]:
         """The model a request names (or the default), checked against what this server offers."""

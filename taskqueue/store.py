@@ -24,7 +24,7 @@ from core.tasks import Composite, GenerationParams, ImageFormat, OutputSpec, Tas
 from taskqueue.forecast import Timing
 from taskqueue.planner import Queued
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -138,13 +138,17 @@ ALTER TABLE tasks ADD COLUMN awaited INTEGER NOT NULL DEFAULT 0;
     5: """
 ALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 """,
+    # Joining tasks no longer ask which variants wait (the plan takes them in or is made again): one index less
+    # to keep up on every change of state.
+    6: """
+DROP INDEX IF EXISTS tasks_waiting_variants;
+""",
 }
 
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS tasks_queue_order ON tasks (priority DESC, seq) WHERE status = 'waiting';
 CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, seq);
 CREATE INDEX IF NOT EXISTS tasks_by_client ON tasks (client) WHERE status = 'waiting';
-CREATE INDEX IF NOT EXISTS tasks_waiting_variants ON tasks (priority, variant) WHERE status = 'waiting';
 CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks (owner, status, seq);
 """
 
@@ -363,21 +367,16 @@ class TaskStore:
         rows = self._read().execute("SELECT status, COUNT(*) FROM tasks GROUP BY status").fetchall()
         return {status.value: 0 for status in TaskStatus} | {r[0]: r[1] for r in rows}
 
-    def waiting_variants(self, priority: bool) -> set[str]:
-        """The variants waiting tasks of one priority class need."""
-        sql = "SELECT DISTINCT variant FROM tasks WHERE status = 'waiting' AND priority = ?"
-        return {row[0] for row in self._read().execute(sql, (int(priority),))}
-
-    def queue(self, after_seq: int | None = None) -> Iterator[Queued]:
+    def queue(self, after_seq: int | None = None, priority: bool = False) -> Iterator[Queued]:
         """The waiting tasks in queue order (priority first, then first come), as the planner sees them; read
-        lazily, so a caller that stops early reads only what it used. With `after_seq`: only normal tasks
-        submitted after that one (those that joined the end of the queue since)."""
+        lazily, so a caller that stops early reads only what it used. With `after_seq`: only the normal (or
+        `priority`) tasks submitted after that one (those that joined the end of their part of the queue since)."""
         db = self._read()
         if after_seq is not None:
             cursor = db.execute(
                 f"SELECT {_QUEUE_COLUMNS} FROM tasks INDEXED BY tasks_queue_order "
-                "WHERE status = 'waiting' AND priority = 0 AND seq > ? ORDER BY priority DESC, seq",
-                (after_seq,),
+                "WHERE status = 'waiting' AND priority = ? AND seq > ? ORDER BY priority DESC, seq",
+                (int(priority), after_seq),
             )
         else:
             # The queue's own index, named: left to itself SQLite may sort every waiting task to find the first.

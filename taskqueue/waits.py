@@ -3,8 +3,10 @@ progress, composed into `TaskView`s. The one place that turns "what is queued" i
 
 A plan is made per version of the change feed (any change that could move a task bumps it) and kept: polling an
 unchanged queue costs no query and no planning. Its times are offsets from the moment the worker is free, so
-they stay right while the running task's live progress moves that moment; a task joining the end of the queue
-is added to the plan's end without planning again (it cannot change anyone's turn).
+they stay right while the running task's live progress moves that moment. A task that joins the queue is put
+into the plan by its own view, made as it is submitted: at the end of the plan (a normal task), or behind the
+priority tasks with everyone behind it moved by its time (a priority task), without planning again when that
+is where a new plan would put it (`planner.extend`); otherwise the plan is made again.
 """
 
 from __future__ import annotations
@@ -127,9 +129,11 @@ class WaitTimes:
         if planned is None:  # it joined the end of the queue after the plan was made
             with self._plan_lock:
                 current = memo.plan
-                joined = list(self._store.queue(after_seq=memo.max_seq))
+                joined = [*self._store.queue(memo.max_priority_seq, priority=True),
+                          *self._store.queue(memo.max_seq)]  # fmt: skip
                 if current is not None and extend(current, joined, self._costs):
-                    memo.max_seq = max((q.seq for q in joined), default=memo.max_seq)
+                    memo.max_seq = max((q.seq for q in joined if not q.priority), default=memo.max_seq)
+                    memo.max_priority_seq = max((q.seq for q in joined if q.priority), default=memo.max_priority_seq)
                 else:  # one of them may go ahead of others (grouping by model): the plan changes
                     current = memo.plan = None
             planned = current.get(task.id) if current is not None else None
@@ -157,6 +161,7 @@ class WaitTimes:
                     lanes = [self._lane(state, now) for state in self._workers()]
                     queue = list(self._store.queue())
                     memo.max_seq = max((q.seq for q in queue if not q.priority), default=0)
+                    memo.max_priority_seq = max((q.seq for q in queue if q.priority), default=0)
                     current = memo.plan = plan(queue, lanes, self._costs, self._fairness)
         return current
 
@@ -231,6 +236,7 @@ class _Memo:
     tasks: dict[str, Task] = field(default_factory=dict)
     plan: Plan | None = None
     max_seq: int = 0  # the newest normal task the plan holds
+    max_priority_seq: int = 0  # ... and priority task
 
     def remember(self, task: Task) -> None:
         if len(self.tasks) < MEMO_SIZE:

@@ -50,6 +50,7 @@ def test_a_version_4_database_gains_the_owner_column_and_its_tasks_belong_to_no_
     db.executescript(store_module._SCHEMA)
     for version in (2, 3, 4):
         db.executescript(f"BEGIN;\n{store_module._MIGRATIONS[version]}\nPRAGMA user_version = {version};\nCOMMIT;")
+    db.execute("CREATE INDEX tasks_waiting_variants ON tasks (priority, variant) WHERE status = 'waiting'")
     db.execute(
         "INSERT INTO tasks (id, status, prompt, seed, width, height, steps, guidance, format, quality, engine, "
         "submitted_at) VALUES ('00000000000000aa', 'waiting', 'old', 1, 64, 64, 1, 1.0, 'JPEG', 90, 'demo', 0)"
@@ -57,7 +58,9 @@ def test_a_version_4_database_gains_the_owner_column_and_its_tasks_belong_to_no_
     db.close()
     store = TaskStore(path)
     try:
-        assert store._read().execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION == 5
+        assert store._read().execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION == 6
+        indexes = {row[0] for row in store._read().execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "tasks_waiting_variants" not in indexes  # version 6 drops it
         assert store.get("00000000000000aa").owner == ""
         assert [t.id for t in store.listed(["waiting"], 10, 0, owner="alice")[0]] == ["00000000000000aa"]
     finally:
