@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         "what the forecast expects of its current phase plus this long is hung: killed and started again")  # fmt: skip
     add("--data-dir", type=Path, default=Path(platformdirs.user_data_dir("mflux-server")), help="tasks and images")
     add("--threads", type=int, default=16, help="HTTP worker threads")
+    add("--admitted-requests", type=int, default=2, metavar="N", help="requests that run the app's Python at "
+        "once, the others waiting their turn (api/slots.py); 0: no limit")  # fmt: skip
     add("--api-key", default=None, help="require this key on /api, /v1, /sdapi (better: env MFLUX_SERVER_API_KEY); "
         "an admin key")  # fmt: skip
     add("--api-keys-file", type=Path, default=os.environ.get("MFLUX_SERVER_API_KEYS_FILE"), help="named API keys, "
@@ -193,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "MFLUX_CORS_ORIGINS": args.cors_origins,
         # Event streams and blocking OpenAI/A1111 calls each hold a thread: keep a few for everything else.
         "MFLUX_MAX_HELD_REQUESTS": max(1, args.threads - 4),
+        "MFLUX_ADMITTED_REQUESTS": args.admitted_requests,
     }
     app = create_app(config, service=service)
     # Limits and timeouts against slow and stuck clients, each explained in api/serving.py.

@@ -59,6 +59,6 @@ def create_app(config: Mapping[str, Any] | None = None, *, service: TaskService)
     bodies.init_app(app)
     app.register_blueprint(pages.blp)
     app.wsgi_app = PublicHost(app)  # links and redirects name the server, not the Host header (api/public_url.py)
-    app.wsgi_app = admission.around(app.wsgi_app)  # two requests at a time run Python (api/slots.py)
-    app.wsgi_app = StatusFastPath(app)  # last: the hottest request, without Flask's cost (api/fast_status.py)
+    app.wsgi_app = StatusFastPath(app)  # the hottest request, without Flask's cost (api/fast_status.py)
+    app.wsgi_app = admission.around(app.wsgi_app)  # last: two requests at a time run Python (api/slots.py)
     return app

@@ -9,6 +9,7 @@ share a smaller number of slots, and beyond that are refused with 503 at once.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -30,50 +31,89 @@ class AdmissionGate:
 
     CPython's sqlite3 gives up the GIL for every column of every row it reads (a page of 50 tasks: ~1,300
     times), and with 16 threads runnable each hand-off lets another thread in, which the request must then wait
-    out: a task page took 16-26 ms of wall time for 2-3 ms of CPU (notes in BENCHMARKS.md, benchmark 2). Two
-    at a time keep both cores busy without the convoy. Status polls never wait here (api/fast_status.py runs
-    before the gate), and a request that blocks for long (a blocking generation call, a model load) steps
-    aside while it waits (`HeldRequests.hold`); event streams run their bodies after the app has returned.
-    `permits` 0: no gate.
+    out: a task page took 50 ms of wall time for 2-3 ms of CPU (notes in BENCHMARKS.md, benchmark 2). Status
+    polls wait here too, in turn with the rest: when they ran beside the gate, their 15 threads were the convoy
+    (a page's median 55 ms with polls outside, 13 ms with them in line). A request that blocks for long (a
+    blocking generation call, a model load) steps aside while it waits (`HeldRequests.hold`); event streams run
+    their bodies after the app has returned. `permits` 0: no gate (`--admitted-requests 0`).
     """
 
     def __init__(self, permits: int) -> None:
-        self._app: Callable | None = None
+        self.wrapped: Callable | None = None
         self.permits = permits
-        self._gate = threading.Semaphore(permits) if permits > 0 else None
+        self._turns = Turns(permits) if permits > 0 else None
         self._local = threading.local()
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting their turn now."""
+        return self._turns.waiting if self._turns is not None else 0
+
     def around(self, wsgi_app: Callable) -> AdmissionGate:
-        self._app = wsgi_app
+        self.wrapped = wsgi_app
         return self
 
     def __call__(self, environ: dict, start_response: Callable) -> object:
-        if self._gate is None:
-            return self._app(environ, start_response)
-        self._gate.acquire()
-        self._local.admitted = True
+        if self._turns is None:
+            return self.wrapped(environ, start_response)
+        self._enter()
         try:
-            return self._app(environ, start_response)
+            return self.wrapped(environ, start_response)
         finally:
             self._leave()
+
+    def _enter(self) -> None:
+        self._turns.acquire()
+        self._local.admitted = True
 
     def _leave(self) -> None:
         if getattr(self._local, "admitted", False):
             self._local.admitted = False
-            self._gate.release()
+            self._turns.release()
 
     @contextmanager
     def stepped_aside(self) -> Iterator[None]:
         """Let other requests run while this one waits (for images, a model load); back in line afterwards."""
-        if self._gate is None or not getattr(self._local, "admitted", False):
+        if self._turns is None or not getattr(self._local, "admitted", False):
             yield
             return
         self._leave()
         try:
             yield
         finally:
-            self._gate.acquire()
-            self._local.admitted = True
+            self._enter()
+
+
+class Turns:
+    """A semaphore that serves its waiters first come, first served: a permit let go goes straight to the thread
+    that has waited longest. (`threading.Semaphore` lets a newcomer take it first, and a woken waiter that finds
+    it gone waits again at the back: the tail of the wait had no bound.)"""
+
+    def __init__(self, permits: int) -> None:
+        self._free = permits
+        self._lock = threading.Lock()
+        self._waiters: deque[threading.Lock] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self._free > 0:
+                self._free -= 1
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        turn.acquire()  # until `release` hands this thread the permit
+
+    def release(self) -> None:
+        with self._lock:
+            if self._waiters:
+                self._waiters.popleft().release()
+            else:
+                self._free += 1
 
 
 class NoFreeSlot(Exception):

@@ -36,9 +36,10 @@ class Config:
     demo_speed: float = 1.0  # the engine's long task below then lasts ~100 s: busy throughout
     fewer_threads: int | None = 6  # the mix again on a server with this many threads (a diagnosis, not a target)
     ungated: bool = True  # the mix again without the admission gate (api/slots.py): what the gate buys
+    one_permit: bool = True  # ... and with one request at a time let in, not two
 
 
-SMOKE = Config(seconds=1.0, connections=4, fewer_threads=None, ungated=False)
+SMOKE = Config(seconds=1.0, connections=4, fewer_threads=None, ungated=False, one_permit=False)
 
 STATUS_ONLY = [RequestKind("status", 1.0)]
 MIX = [
@@ -55,8 +56,11 @@ def run(config: Config = Config()) -> Section:
         fewer, _ = _measure(config, config.fewer_threads, (("mix", MIX),))
         results[f"mix, --threads {config.fewer_threads}"] = fewer["mix"]
     if config.ungated:
-        ungated, _ = _measure(config, None, (("mix", MIX),), env={"MFLUX_SERVER_ADMITTED_REQUESTS": "0"})
+        ungated, _ = _measure(config, None, (("mix", MIX),), extra=("--admitted-requests", "0"))
         results["mix, no admission gate"] = ungated["mix"]
+    if config.one_permit:
+        single, _ = _measure(config, None, (("mix", MIX),), extra=("--admitted-requests", "1"))
+        results["mix, --admitted-requests 1"] = single["mix"]
 
     table = Table(["Load", "req/s", "failed", *SUMMARY_HEADERS[1:], "server CPU", "load gen. CPU", "others' CPU"])
     kinds_table = Table(["Load", "Request", *SUMMARY_HEADERS], caption="Latency per kind of request")
@@ -95,28 +99,25 @@ def run(config: Config = Config()) -> Section:
             ))  # fmt: skip
     data["engine_busy_throughout"] = still_busy
     notes = [f"The engine was still busy with the long task at the end: {still_busy}."]
-    if config.fewer_threads or config.ungated:
+    if config.fewer_threads or config.ungated or config.one_permit:
         notes.append(
-            "The diagnosis rows are the mix again, on a server started with `--threads "
-            f"{config.fewer_threads}` instead of the default 16, and on one without the admission gate "
-            "(`MFLUX_SERVER_ADMITTED_REQUESTS=0`; api/slots.py lets two requests at a time run the app's "
-            "Python): not targets, a diagnosis of the mix's tail (below)."
+            "The diagnosis rows are the mix again: on a server started with `--threads "
+            f"{config.fewer_threads}` instead of the default 16; without the admission gate "
+            "(`--admitted-requests 0`); and with one request at a time let in instead of two "
+            "(`--admitted-requests 1`). Not targets: a diagnosis of the mix's tail."
         )
     mix, _ = results["mix"]
     slow = {kind: Summary.of(values) for kind, values in mix.latencies.items()}
-    if not verdicts[1].met:
-        notes.append(
-            "Where the mixed load's tail comes from: p50/p99 "
-            + ", ".join(f"{kind} {milliseconds(s.p50)}/{milliseconds(s.p99)}" for kind, s in slow.items())
-            + ". Status polls take the fast path (api/fast_status.py) and its memo and need the GIL once; task "
-            "pages and submissions go through Flask, flask-smorest and marshmallow and run several SQLite "
-            "statements, each of which releases the GIL. With 16 threads busy polling, taking it back can wait "
-            "for Python's 5 ms switch interval each time: their median is tens of ms, and their tail sets the "
-            "mix's p99. The admission gate, which lets two requests at a time run the app, trims it (compare its "
-            "diagnosis row); fewer threads cut it more, but the default of 16 leaves room for event streams and "
-            "blocking OpenAI/A1111 calls, which each hold a thread (api/slots.py). Bringing task pages and "
-            "submissions under 18 ms at the 99th percentile beside 16 busy pollers is not done."
-        )
+    notes.append(
+        "Where the mixed load's time goes: p50/p99 "
+        + ", ".join(f"{kind} {milliseconds(s.p50)}/{milliseconds(s.p99)}" for kind, s in slow.items())
+        + ". Every request, status polls included, waits its turn at the admission gate (api/slots.py), first "
+        "come, first served; two at a time run the app's Python. Without the gate, task pages and submissions "
+        "(several SQLite statements, each giving up the GIL for every column it reads) wait for the GIL again "
+        "and again behind 15 polling threads: compare the row without it. In this closed loop every connection "
+        "always has a request in flight, so a request's wait is mostly the work of those ahead of it: the tail "
+        "follows the cost of a task page and a submission."
+    )
     return Section(
         key="polling_load",
         title="2. Responsiveness under polling load while generating",
@@ -141,15 +142,15 @@ def _measure(
     config: Config,
     threads: int | None,
     loads: tuple[tuple[str, list[RequestKind]], ...],
-    env: dict[str, str] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> tuple[dict[str, tuple[LoadResult, CpuUsage]], bool]:
     """Start a server, keep its engine busy, and run each load against it."""
     # Every load-generator connection comes from 127.0.0.1, one "client" to the per-client limit.
-    args = ["--max-waiting", "100000", "--max-waiting-per-client", "100000"]
+    args = ["--max-waiting", "100000", "--max-waiting-per-client", "100000", *extra]
     if threads:
         args += ["--threads", str(threads)]
     results: dict[str, tuple[LoadResult, CpuUsage]] = {}
-    with running_server(demo_speed=config.demo_speed, args=args, env=env) as server:
+    with running_server(demo_speed=config.demo_speed, args=args) as server:
         api = Api(server.url)
         blocker = api.generate({"prompt": "long task", "width": 1024, "height": 1024, "steps": 50})["task_id"]
         api.wait_until([blocker], ("running",), timeout=30, interval=0.01)

@@ -14,6 +14,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -730,15 +731,13 @@ class TaskStore:
 
 
 def _check_capacity(db: sqlite3.Connection, capacity: Capacity, news: Sequence[NewTask]) -> None:
-    if db.execute("SELECT COUNT(*) FROM tasks WHERE status = 'waiting'").fetchone()[0] + len(news) > capacity.waiting:
+    # One pass over the queue's clients gives both counts (each submission asks, so it is kept to one).
+    sql = "SELECT client, COUNT(*) FROM tasks INDEXED BY tasks_by_client WHERE status = 'waiting' GROUP BY client"
+    waiting = dict(db.execute(sql).fetchall())
+    if sum(waiting.values()) + len(news) > capacity.waiting:
         raise OverCapacity("queue", capacity.waiting)
-    clients: dict[str, int] = {}
-    for new in news:
-        if new.client:
-            clients[new.client] = clients.get(new.client, 0) + 1
-    for client, adding in clients.items():
-        sql = "SELECT COUNT(*) FROM tasks WHERE status = 'waiting' AND client = ?"
-        if db.execute(sql, (client,)).fetchone()[0] + adding > capacity.waiting_per_client:
+    for client, adding in Counter(new.client for new in news if new.client).items():
+        if waiting.get(client, 0) + adding > capacity.waiting_per_client:
             raise OverCapacity("client", capacity.waiting_per_client)
 
 
@@ -790,6 +789,14 @@ def _inputs_json(p: GenerationParams) -> str:
 
 
 def _task(row: sqlite3.Row) -> Task:
+    return _task_of(tuple(row.keys()), tuple(row))
+
+
+@functools.lru_cache(maxsize=1024)
+def _task_of(columns: tuple[str, ...], values: tuple) -> Task:
+    """A task from its row's values. Tasks are immutable, and the pages of the queue that clients keep reading
+    hold the same rows: the same values give the same Task, built once."""
+    row = dict(zip(columns, values, strict=True))
     inputs = json.loads(row["inputs"] or "{}")
     return Task(
         id=row["id"],

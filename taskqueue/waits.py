@@ -98,14 +98,18 @@ class WaitTimes:
             memo.remember(task)
         return self.view(task, now, memo)
 
-    def view(self, task: Task, now: float, memo: _Memo | None = None) -> TaskView:
+    def view(self, task: Task, now: float, memo: _Memo | None = None, workers: _Workers | None = None) -> TaskView:
         if task.status is TaskStatus.WAITING:
-            return self._waiting_view(task, now, memo or self._current_memo())
+            return self._waiting_view(task, now, memo or self._current_memo(), workers or self._at(now))
         return self.settled_view(task, now)
 
     def views(self, tasks: list[Task], now: float) -> list[TaskView]:
-        memo = self._current_memo()
-        return [self.view(task, now, memo) for task in tasks]
+        """Views at one moment: the memo, and when each worker is free, read once for a whole page."""
+        memo, workers = self._current_memo(), self._at(now)
+        return [self.view(task, now, memo, workers) for task in tasks]
+
+    def _at(self, now: float) -> _Workers:
+        return _Workers(self._workers(), self.engine_remaining, now)
 
     def engine_remaining(self, now: float, worker: WorkerState | None = None) -> float:
         """Seconds until a worker can start another task (the one it holds, and its load); without `worker`, the
@@ -122,7 +126,7 @@ class WaitTimes:
 
     # -- waiting tasks -----------------------------------------------------------------------------------
 
-    def _waiting_view(self, task: Task, now: float, memo: _Memo) -> TaskView:
+    def _waiting_view(self, task: Task, now: float, memo: _Memo, workers: _Workers) -> TaskView:
         # Threads share the memo: each reads `memo.plan` once into a local, and only changes it under the lock
         # (another thread may drop it at any moment, and a plan read twice may be None the second time).
         planned = self._plan(memo).get(task.id)
@@ -142,14 +146,11 @@ class WaitTimes:
                 memo.plan = None
             planned = self._plan(memo).get(task.id)
         encode = self._forecaster.encode.seconds(task.output.format.value, task.params.megapixels)
-        workers = {state.name: state for state in self._workers()}
-        busy = sum(1 for state in workers.values() if state.busy)
         if planned is None:
-            return TaskView(task, 0, busy, self.engine_remaining(now) + encode, None)
-        lane = workers.get(planned.lane)
-        wait = (self.engine_remaining(now, lane) if lane is not None else 0.0) + planned.end + encode
+            return TaskView(task, 0, workers.busy, workers.first_free_in() + encode, None)
+        wait = workers.free_in(planned.lane) + planned.end + encode
         loading = task.variant.key if planned.switch else None
-        return TaskView(task, planned.position, planned.position + busy, wait, None, loading=loading)
+        return TaskView(task, planned.position, planned.position + workers.busy, wait, None, loading=loading)
 
     def _plan(self, memo: _Memo) -> Plan:
         current = memo.plan
@@ -224,6 +225,32 @@ class WaitTimes:
         if memo.version != version:
             memo = self._memo = _Memo(version)
         return memo
+
+
+class _Workers:
+    """The workers at one moment, and (asked for) when each is free: what every waiting task's view adds to its
+    place in the plan, worked out once however many views are made then."""
+
+    def __init__(self, states: list[WorkerState], engine_remaining: Callable[[float, WorkerState], float],
+                 now: float) -> None:  # fmt: skip
+        self._engine_remaining = engine_remaining
+        self._now = now
+        self.states = {state.name: state for state in states}
+        self.busy = sum(1 for state in self.states.values() if state.busy)
+        self._free_in: dict[str | None, float] = {}
+
+    def free_in(self, name: str) -> float:
+        """Seconds until this worker can start another task (0 for one that has gone)."""
+        if name not in self._free_in:
+            state = self.states.get(name)
+            self._free_in[name] = 0.0 if state is None else self._engine_remaining(self._now, state)
+        return self._free_in[name]
+
+    def first_free_in(self) -> float:
+        if None not in self._free_in:
+            available = [name for name, state in self.states.items() if state.available]
+            self._free_in[None] = min((self.free_in(name) for name in available), default=0.0)
+        return self._free_in[None]
 
 
 @dataclass

@@ -4,13 +4,17 @@ cancelled on the server while it waits."""
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import openai
 import pytest
 import requests
+from werkzeug.test import Client
 
+from api import create_app
+from core.submissions import GenerationRequest
 from harness.server_process import RunningServer, wait_for
 from tests.support.sse import open_stream, read_events
 
@@ -160,3 +164,40 @@ def test_blocking_calls_do_not_keep_the_admission_gate_from_short_requests(serve
         server.get("/api/clear")
     assert all(call.result(timeout=60).status_code == 409 for call in calls)  # cancelled by the clear
     assert loading.result(timeout=120).status_code in (200, 503)
+
+
+def test_status_polls_take_their_turn_at_the_admission_gate(service, monkeypatch):
+    """Status polls once ran beside the gate: under a mix of polls, task pages and submissions, fifteen polling
+    threads were the convoy the gate was meant to stop (a page's median 55 ms; BENCHMARKS.md, benchmark 2)."""
+    app = create_app({"TESTING": True, "MFLUX_ADMITTED_REQUESTS": 1}, service=service)
+    first, second = (service.submit(GenerationRequest(f"task {i}", width=64, height=64)).task.id for i in range(2))
+    inside, peak, release, lock = [0], [0], threading.Event(), threading.Lock()
+    real_status = service.status
+
+    def status(task_id, *args, **kwargs):
+        with lock:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+        try:
+            if task_id == first:
+                release.wait(30)  # a slow request, holding the one permit
+            return real_status(task_id, *args, **kwargs)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(service, "status", status)
+    answers = {}
+    threads = [threading.Thread(target=lambda i=i: answers.setdefault(i, Client(app).get(f"/api/status?task_id={i}")))
+               for i in (first, second)]  # fmt: skip
+    threads[0].start()
+    wait_for(lambda: inside[0] == 1, 10, interval=0.005, what="the first poll inside the app")
+    threads[1].start()
+    gate = app.wsgi_app
+    wait_for(lambda: gate.waiting == 1, 10, interval=0.005, what="the second poll waiting at the gate")
+    assert inside[0] == 1
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert peak[0] == 1
+    assert answers[first].status_code == answers[second].status_code == 200

@@ -14,6 +14,7 @@ from werkzeug.test import Client
 
 from api import create_app
 from api.fast_status import StatusFastPath
+from api.slots import AdmissionGate
 from api.tasks.presenters import task_of
 from api.tasks.schemas import TaskSchema
 from core.models import Variant
@@ -28,7 +29,9 @@ VOLATILE = {"date", "server"}
 
 def make_app(service, **config):
     app = create_app({"TESTING": True, **config}, service=service)
-    fast = app.wsgi_app
+    gate = app.wsgi_app
+    assert isinstance(gate, AdmissionGate)  # outermost: status polls wait their turn too
+    fast = gate.wrapped
     assert isinstance(fast, StatusFastPath)
     calls = []
     wrapped = fast.wrapped
