@@ -24,8 +24,13 @@ class ChangeFeed:
                 self.others_version += 1
             self._condition.notify_all()
 
-    def wait(self, since: int, timeout: float) -> int:
-        """Block until `version` differs from `since`, or `timeout` seconds; returns the version now."""
+    def wait(self, since: int, timeout: float, *, others: bool = False) -> int:
+        """Block until `version` (with `others`: `others_version`) differs from `since`, or `timeout` seconds;
+        returns that version now. A waiter that has nothing to do with new tasks waits with `others`, so that a
+        stream of submissions does not wake it for nothing."""
         with self._condition:
+            if others:
+                self._condition.wait_for(lambda: self.others_version != since, timeout)
+                return self.others_version
             self._condition.wait_for(lambda: self.version != since, timeout)
             return self.version

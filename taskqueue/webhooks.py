@@ -155,10 +155,12 @@ class WebhookSender:
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                version = self._changes.version  # before looking: a call written meanwhile ends the wait at once
+                # Before looking: a call written meanwhile ends the wait at once. A call is written when a task
+                # ends, never when one joins the queue: submissions do not wake the senders.
+                version = self._changes.others_version
                 call, wait = self._take()
                 if call is None:
-                    self._changes.wait(version, wait)
+                    self._changes.wait(version, wait, others=True)
                     continue
                 try:
                     self._attempt(call)

@@ -25,8 +25,9 @@ import requests
 
 from core import rules
 from core.submissions import GenerationRequest
+from harness.server_process import wait_for
 from taskqueue import egress
-from taskqueue.webhooks import WebhookSettings, retry_delay, signature
+from taskqueue.webhooks import WebhookSender, WebhookSettings, retry_delay, signature
 from tests.support.webhook_receiver import Call, webhook_receiver
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -609,3 +610,30 @@ def test_without_the_flag_the_real_server_refuses_loopback(server_factory):
         assert response.status_code == 422
         assert "loopback" in response.json()["errors"]["json"]["callback_url"][0]
         assert receiver.calls == []
+
+
+def test_submissions_do_not_wake_the_webhook_senders_and_an_ended_task_does(service, parts):
+    """Every change woke all four sender threads to ask the outbox (a query each), submissions included: under a
+    stream of submissions that was work for nothing, taken from the requests (BENCHMARKS.md, benchmark 2)."""
+    asked = []
+
+    class CountingStore:
+        def __getattr__(self, name):
+            return getattr(parts.store, name)
+
+        def webhook_calls(self, limit):
+            asked.append(limit)
+            return parts.store.webhook_calls(limit)
+
+    sender = WebhookSender(CountingStore(), parts.changes, WebhookSettings())
+    sender.start("http://127.0.0.1:1")
+    try:
+        wait_for(lambda: len(asked) >= 4, 10, interval=0.01, what="each sender's first look at the outbox")
+        first_looks = len(asked)
+        tasks = [service.submit(GenerationRequest(prompt=f"t{i}", width=64, height=64)).task for i in range(20)]
+        with pytest.raises(TimeoutError):  # absence: allowed half a second to happen
+            wait_for(lambda: len(asked) > first_looks, 0.5, interval=0.01, what="a sender woken by a submission")
+        service.cancel(tasks[0].id)
+        wait_for(lambda: len(asked) > first_looks, 10, interval=0.01, what="a sender woken by a task's end")
+    finally:
+        sender.stop()
