@@ -16,6 +16,7 @@ import waitress
 
 from api import create_app, waitress_errors
 from api.auth import exposure_warning
+from api.config import DefaultConfig
 from api.serving import waitress_options
 from core import rules
 from core.keys import KeysFileError, load_keys
@@ -51,8 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         "what the forecast expects of its current phase plus this long is hung: killed and started again")  # fmt: skip
     add("--data-dir", type=Path, default=Path(platformdirs.user_data_dir("mflux-server")), help="tasks and images")
     add("--threads", type=int, default=16, help="HTTP worker threads")
-    add("--admitted-requests", type=int, default=2, metavar="N", help="requests that run the app's Python at "
-        "once, the others waiting their turn (api/slots.py); 0: no limit")  # fmt: skip
+    add(
+        "--admitted-requests",
+        type=int,
+        default=DefaultConfig.MFLUX_ADMITTED_REQUESTS,
+        metavar="N",
+        help="requests that run the app's Python at once, the others waiting their turn (api/slots.py); 0: no limit",
+    )
     add("--api-key", default=None, help="require this key on /api, /v1, /sdapi (better: env MFLUX_SERVER_API_KEY); "
         "an admin key")  # fmt: skip
     add("--api-keys-file", type=Path, default=os.environ.get("MFLUX_SERVER_API_KEYS_FILE"), help="named API keys, "

@@ -40,7 +40,6 @@ class AdmissionGate:
 
     def __init__(self, permits: int) -> None:
         self.wrapped: Callable | None = None
-        self.permits = permits
         self._turns = Turns(permits) if permits > 0 else None
         self._local = threading.local()
 
@@ -165,7 +164,7 @@ class HeldRequests:
 
 def init_app(app: Flask) -> AdmissionGate:
     """Install the held-request slots and the admission gate; returns the gate, for `create_app` to wrap the
-    app in (inside the status fast path)."""
+    whole app in (the status fast path included)."""
     gate = AdmissionGate(int(app.config["MFLUX_ADMITTED_REQUESTS"]))
     app.extensions[EXTENSION] = HeldRequests(max(1, int(app.config["MFLUX_MAX_HELD_REQUESTS"])), gate)
     app.register_error_handler(NoFreeSlot, _no_free_slot)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,13 +27,10 @@ def running_server(
     demo_speed: float = 50.0,
     args: Sequence[str] = (),
     start_timeout: float = 60.0,
-    env: Mapping[str, str] | None = None,
 ) -> Iterator[RunningServer]:
     """A started server (engine loaded), stopped afterwards; in a temporary data directory unless given one."""
     with tempfile.TemporaryDirectory(prefix="mflux-bench-") as temporary:
-        server = RunningServer(
-            data_dir or Path(temporary) / "data", args, engine=engine, demo_speed=demo_speed, env=dict(env or {})
-        )
+        server = RunningServer(data_dir or Path(temporary) / "data", args, engine=engine, demo_speed=demo_speed)
         server.start(timeout=start_timeout)
         try:
             yield server

@@ -115,8 +115,7 @@ class WaitTimes:
         """Seconds until a worker can start another task (the one it holds, and its load); without `worker`, the
         first of them to be free."""
         if worker is None:
-            available = [state for state in self._workers() if state.available]
-            return min((self.engine_remaining(now, state) for state in available), default=0.0)
+            return self._at(now).first_free_in()
         task = worker.task  # every status poll of a waiting task comes here: no store read
         if task is None:
             return self._loading_left(worker, None, now)
