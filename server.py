@@ -17,7 +17,7 @@ import waitress
 from api import create_app, waitress_errors
 from api.auth import exposure_warning
 from api.config import DefaultConfig
-from api.serving import waitress_options
+from api.serving import GIL_SWITCH_MS, set_gil_switch_interval, waitress_options
 from core import rules
 from core.keys import KeysFileError, load_keys
 from core.rules import Limits
@@ -29,6 +29,17 @@ from taskqueue.webhooks import WebhookSettings, default_base_url
 from worker.options import add_engine_options, engine_config, engine_missing
 
 log = logging.getLogger("mflux_server")
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number above 0 (argparse names the option in its error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="requests that run the app's Python at once, the others waiting their turn (api/slots.py); 0: no limit",
     )
+    add("--gil-switch-ms", type=positive_number, default=GIL_SWITCH_MS, metavar="MS", help="most milliseconds a "
+        "thread runs Python while another waits for the GIL (api/serving.py; Python's default: 5)")  # fmt: skip
     add("--api-key", default=None, help="require this key on /api, /v1, /sdapi (better: env MFLUX_SERVER_API_KEY); "
         "an admin key")  # fmt: skip
     add("--api-keys-file", type=Path, default=os.environ.get("MFLUX_SERVER_API_KEYS_FILE"), help="named API keys, "
@@ -162,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     cap_malloc_arenas()
     args = parse_args(argv)
     configure_logging(args.log_level, args.log_prompts)
+    set_gil_switch_interval(args.gil_switch_ms)
     engine = engine_config(args)
     if args.local_worker and (missing := engine_missing(engine)):
         print(missing, file=sys.stderr)

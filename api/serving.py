@@ -16,9 +16,22 @@ proxy (nginx, Caddy) in front.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 MB = 1024 * 1024
+
+# How long a thread may hold the GIL while another wants it, in ms (Python's default: 5). A thread that gave the
+# GIL up for a moment (a socket write, an SQLite step, a lock) waits that long to get it back whenever another
+# thread is running Python, and every request does so several times: at 5 ms the waits made the tail of
+# benchmark 2's mixed load; at 1-2 ms its p99 was about a quarter lower, at 0.2 ms the switching itself cost
+# more (BENCHMARKS.md, benchmark 2).
+GIL_SWITCH_MS = 2.0
+
+
+def set_gil_switch_interval(milliseconds: float) -> None:
+    """Apply `--gil-switch-ms` to this process; call before the server's threads start."""
+    sys.setswitchinterval(milliseconds / 1000)
 
 
 def waitress_options(threads: int, max_body_bytes: int) -> dict[str, Any]:

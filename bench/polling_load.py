@@ -37,9 +37,10 @@ class Config:
     fewer_threads: int | None = 6  # the mix again on a server with this many threads (a diagnosis, not a target)
     ungated: bool = True  # the mix again without the admission gate (api/slots.py): what the gate buys
     one_permit: bool = True  # ... and with one request at a time let in, not two
+    default_switch: bool = True  # ... and at Python's own GIL switch interval (5 ms), not the server's 2 ms
 
 
-SMOKE = Config(seconds=1.0, connections=4, fewer_threads=None, ungated=False, one_permit=False)
+SMOKE = Config(seconds=1.0, connections=4, fewer_threads=None, ungated=False, one_permit=False, default_switch=False)
 
 STATUS_ONLY = [RequestKind("status", 1.0)]
 MIX = [
@@ -61,6 +62,9 @@ def run(config: Config = Config()) -> Section:
     if config.one_permit:
         single, _ = _measure(config, None, (("mix", MIX),), extra=("--admitted-requests", "1"))
         results["mix, --admitted-requests 1"] = single["mix"]
+    if config.default_switch:
+        python_default, _ = _measure(config, None, (("mix", MIX),), extra=("--gil-switch-ms", "5"))
+        results["mix, --gil-switch-ms 5"] = python_default["mix"]
 
     table = Table(["Load", "req/s", "failed", *SUMMARY_HEADERS[1:], "server CPU", "load gen. CPU", "others' CPU"])
     kinds_table = Table(["Load", "Request", *SUMMARY_HEADERS], caption="Latency per kind of request")
@@ -99,12 +103,13 @@ def run(config: Config = Config()) -> Section:
             ))  # fmt: skip
     data["engine_busy_throughout"] = still_busy
     notes = [f"The engine was still busy with the long task at the end: {still_busy}."]
-    if config.fewer_threads or config.ungated or config.one_permit:
+    if config.fewer_threads or config.ungated or config.one_permit or config.default_switch:
         notes.append(
             "The diagnosis rows are the mix again: on a server started with `--threads "
             f"{config.fewer_threads}` instead of the default 16; without the admission gate "
-            "(`--admitted-requests 0`); and with one request at a time let in instead of two "
-            "(`--admitted-requests 1`). Not targets: a diagnosis of the mix's tail."
+            "(`--admitted-requests 0`); with one request at a time let in instead of two "
+            "(`--admitted-requests 1`); and at Python's own GIL switch interval, 5 ms, instead of the server's 2 ms "
+            "(`--gil-switch-ms 5`, the server before this setting). Not targets: a diagnosis of the mix's tail."
         )
     mix, _ = results["mix"]
     slow = {kind: Summary.of(values) for kind, values in mix.latencies.items()}
