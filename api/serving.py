@@ -24,7 +24,7 @@ MB = 1024 * 1024
 # How long a thread may hold the GIL while another wants it, in ms (Python's default: 5). A thread that gave the
 # GIL up for a moment (a socket write, an SQLite step, a lock) waits that long to get it back whenever another
 # thread is running Python, and every request does so several times: at 5 ms the waits made the tail of
-# benchmark 2's mixed load; at 1-2 ms its p99 was about a quarter lower, at 0.2 ms the switching itself cost
+# benchmark 2's mixed load; at 1-2 ms its p99 was 8-30 % lower (run to run), at 0.2 ms the switching itself cost
 # more (BENCHMARKS.md, benchmark 2).
 GIL_SWITCH_MS = 2.0
 
