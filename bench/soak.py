@@ -314,17 +314,9 @@ def chaos(url: str, books: Books, settings: Settings, stop: threading.Event) -> 
     rng = random.Random(settings.seed)
     session = requests.Session()
     while not stop.wait(rng.expovariate(1.0 / settings.chaos_mean_seconds)):
-        try:
-            response = session.get(url + "/api/health", timeout=30)
-        except requests.RequestException as error:
-            with books.lock:
-                books.transport_errors.append(f"GET /api/health: {type(error).__name__}: {error}")
-            continue
-        observe(books, "GET", "/api/health", response)
-        health = response.json()
-        if not (health.get("model_loaded") and health.get("worker_alive") and health.get("worker_pid")):
-            continue  # loading: two deaths before Ready halt the supervisor, by design
-        pid = health["worker_pid"]
+        pid = _loaded_worker(url, session, books, stop)
+        if pid is None:
+            break
         try:
             if rng.random() < settings.pause_share:
                 os.kill(pid, signal.SIGSTOP)
@@ -338,6 +330,25 @@ def chaos(url: str, books: Books, settings: Settings, stop: threading.Event) -> 
                     books.kills += 1
         except ProcessLookupError:
             continue
+
+
+def _loaded_worker(url: str, session: requests.Session, books: Books, stop: threading.Event) -> int | None:
+    """The worker's pid once its engine is loaded (a worker killed while loading twice halts the supervisor, by
+    design), polled until `stop`. A strike that falls while the worker restarts waits for it rather than being
+    skipped: skipped strikes left short runs with hardly a fault in them."""
+    while not stop.is_set():
+        try:
+            response = session.get(url + "/api/health", timeout=30)
+        except requests.RequestException as error:
+            with books.lock:
+                books.transport_errors.append(f"GET /api/health: {type(error).__name__}: {error}")
+        else:
+            observe(books, "GET", "/api/health", response)
+            health = response.json()
+            if health.get("model_loaded") and health.get("worker_alive") and health.get("worker_pid"):
+                return health["worker_pid"]
+        stop.wait(0.2)
+    return None
 
 
 def disk_filler(server: RunningServer, books: Books, settings: Settings, stop: threading.Event) -> None:
